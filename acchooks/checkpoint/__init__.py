@@ -1,0 +1,147 @@
+"""Checkpoints: the directory format (:mod:`.format`), the optimizer state encoding
+(:mod:`.optimizer_state`), and the work-dir housekeeping defined here: finding the
+newest complete checkpoint, the ``latest`` pointer, safe deletion and cleanup of
+staging directories left by killed saves.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+from .format import (
+    FORMAT,
+    MANIFEST,
+    STAGING_PREFIX,
+    TRASH_PREFIX,
+    VERSION,
+    Checkpoint,
+    CheckpointError,
+    _aside,
+    _fsync_dir,
+    _write_bytes,
+    load_checkpoint,
+    save_checkpoint,
+    verify_checkpoint,
+)
+from .optimizer_state import flatten_optimizer_state, unflatten_optimizer_state
+
+__all__ = [
+    "FORMAT", "VERSION", "Checkpoint", "CheckpointError", "clean_staging", "find_latest",
+    "flatten_optimizer_state", "load_checkpoint", "read_latest_pointer", "remove_checkpoint",
+    "save_checkpoint", "unflatten_optimizer_state", "update_latest_pointer", "verify_checkpoint",
+]
+
+LATEST = "latest"
+_TMP_PREFIX = ".latest.tmp-"
+_CKPT_NAME = re.compile(r"(epoch|iter)_\d+")
+
+
+def _iter_of(manifest: dict | None) -> int:
+    it = (manifest or {}).get("meta", {}).get("iter") if isinstance(manifest, dict) else None
+    return it if isinstance(it, int) and not isinstance(it, bool) else -1
+
+
+def _peek_manifest(d: Path) -> dict | None:
+    """The manifest of a rejected checkpoint if it still parses (to rank it)."""
+    try:
+        m = json.loads((d / MANIFEST).read_text(encoding="utf-8"))
+        return m if isinstance(m, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def find_latest(work_dir: str | Path, verify: str = "size") -> tuple[Path | None, list[str]]:
+    """The newest checkpoint under ``work_dir`` that verifies, and why newer ones did not.
+
+    Candidates are visible sub-directories named ``epoch_N``/``iter_N`` or holding a
+    manifest; newest means the highest ``meta['iter']``, then the latest manifest mtime.
+    """
+    wd = Path(work_dir)
+    if not wd.is_dir():
+        return None, []
+    good: list[tuple[tuple[int, float], Path]] = []
+    bad: list[tuple[Path, str]] = []
+    for d in sorted(wd.iterdir()):
+        # Hidden entries are staging/trash dirs of unfinished saves and deletes.
+        if d.name.startswith(".") or not d.is_dir():
+            continue
+        if not (_CKPT_NAME.fullmatch(d.name) or (d / MANIFEST).exists()):
+            continue
+        try:
+            manifest = verify_checkpoint(d, verify)
+        except CheckpointError as e:
+            bad.append((d, str(e)))
+            continue
+        good.append(((_iter_of(manifest), (d / MANIFEST).stat().st_mtime), d))
+    best = max(good, key=lambda x: x[0]) if good else None
+    reasons = []
+    for d, msg in bad:
+        it = _iter_of(_peek_manifest(d))
+        if best is None or it > best[0][0] or (it < 0 and d.stat().st_mtime >= best[0][1]):
+            reasons.append(f"skipped {d.name}: {msg}")
+    return (best[1] if best else None), reasons
+
+
+def update_latest_pointer(work_dir: str | Path, ckpt_path: str | Path) -> None:
+    """Atomically write ``<work_dir>/latest`` holding the checkpoint's directory name
+    (relative to ``work_dir`` when inside it, else absolute)."""
+    wd, ckpt = Path(work_dir), Path(ckpt_path)
+    try:
+        text = str(ckpt.resolve().relative_to(wd.resolve()))
+    except ValueError:
+        text = str(ckpt.resolve())
+    tmp = wd / f"{_TMP_PREFIX}{os.getpid()}-{time.monotonic_ns()}"
+    _write_bytes(tmp, (text + "\n").encode("utf-8"), fsync=True)
+    os.replace(tmp, wd / LATEST)
+    _fsync_dir(wd)
+
+
+def read_latest_pointer(work_dir: str | Path) -> Path | None:
+    """The checkpoint path ``<work_dir>/latest`` names, or None if there is none."""
+    f = Path(work_dir) / LATEST
+    if not f.is_file():
+        return None
+    text = f.read_text(encoding="utf-8").strip()
+    return (Path(work_dir) / text) if text else None
+
+
+def remove_checkpoint(path: str | Path) -> None:
+    """Delete a committed checkpoint directory; a missing one is ignored.
+
+    The directory is first renamed to a hidden trash name, so a kill mid-delete never
+    leaves a half-deleted directory that still looks like a valid checkpoint.
+    """
+    d = Path(path)
+    if not d.exists():
+        return
+    if not d.is_dir() or not ((d / MANIFEST).is_file() or not any(d.iterdir())):
+        raise CheckpointError(f"refusing to delete {d}: not an acchooks checkpoint directory "
+                              f"(no {MANIFEST})")
+    trash = _aside(d, TRASH_PREFIX)
+    os.rename(d, trash)
+    _fsync_dir(d.parent)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def clean_staging(work_dir: str | Path) -> list[Path]:
+    """Remove staging/trash directories and pointer temp files left by killed processes.
+
+    Call it before this process saves (e.g. at the start of a run, main process only):
+    it does not tell a live concurrent save's staging directory from a dead one.
+    """
+    wd = Path(work_dir)
+    if not wd.is_dir():
+        return []
+    removed = []
+    for p in sorted(wd.iterdir()):
+        if p.name.startswith((STAGING_PREFIX, TRASH_PREFIX, _TMP_PREFIX)):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed

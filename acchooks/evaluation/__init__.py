@@ -1,0 +1,3 @@
+from .metrics import accuracy, evaluate
+
+__all__ = ["accuracy", "evaluate"]

@@ -1,0 +1,17 @@
+"""Hooks: the contract (stages, priority, Hook, the dispatch table) and the built-ins."""
+from .checkpoint import CheckpointHook
+from .evaluation import EvalHook
+from .hook import Hook
+from .iter_timer import IterTimerHook
+from .logger import LoggerHook, TensorboardLoggerHook, TextLoggerHook
+from .optimizer import OptimizerHook
+from .param_scheduler import LrUpdaterHook, MomentumUpdaterHook
+from .priority import Priority, get_priority
+from .stages import STAGES
+from .table import HookTable
+
+__all__ = [
+    "Hook", "HookTable", "Priority", "get_priority", "STAGES", "CheckpointHook", "EvalHook",
+    "IterTimerHook", "LoggerHook", "TextLoggerHook", "TensorboardLoggerHook", "OptimizerHook",
+    "LrUpdaterHook", "MomentumUpdaterHook",
+]

@@ -1,0 +1,124 @@
+"""EvalHook: evaluate on the val set after train epochs (or iterations), mmcv semantics.
+
+Every process runs its shard; ``accelerator.gather_for_metrics`` brings the predictions
+together exactly once per sample (the distributed sampler's padding is dropped), so the
+metrics equal a single-process run. With ``save_best`` the best weights are kept as
+``best_<metric>_epoch_<N>`` (``_iter_`` for iteration-based runs).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+from ..evaluation.metrics import check_metrics, evaluate
+from ..registry import HOOKS
+from .hook import Hook
+from .priority import Priority
+
+# mmcv: a metric whose name contains one of these is "greater is better" / "less is better"
+GREATER_KEYS = ("acc", "top", "AR@", "auc", "precision", "mAP", "mDice", "mIoU", "mAcc", "aAcc", "f1")
+LESS_KEYS = ("loss",)
+
+
+@HOOKS.register_module()
+class EvalHook(Hook):
+    priority = Priority.LOW
+
+    def __init__(self, dataloader=None, interval: int = 1, start: int | None = None,
+                 by_epoch: bool = True, metric: str | list[str] = "accuracy",
+                 metric_options: dict | None = None, save_best: bool | str | None = None,
+                 rule: str | None = None, out_dir: str | None = None):
+        problems = check_metrics(metric, metric_options, "evaluation")
+        if not isinstance(interval, int) or interval <= 0:
+            problems.append(f"evaluation.interval: expected a positive int, got {interval!r}")
+        if start is not None and (not isinstance(start, int) or start < 0):
+            problems.append(f"evaluation.start: expected None or an int >= 0, got {start!r}")
+        if rule not in (None, "greater", "less"):
+            problems.append(f"evaluation.rule: expected 'greater', 'less' or None, got {rule!r}")
+        if problems:
+            raise ConfigError(problems)
+        self.dataloader = dataloader
+        self.interval, self.start, self.by_epoch = interval, start, by_epoch
+        self.metric, self.metric_options = metric, metric_options or {}
+        self.save_best, self.rule, self.out_dir = save_best, rule, out_dir
+        self.best_score: float | None = None
+        self.best_ckpt: str | None = None
+        self.key_indicator: str | None = None
+
+    def _should_evaluate(self, runner) -> bool:
+        current = runner.epoch if self.by_epoch else runner.iter
+        if self.start is None:
+            return (current + 1) % self.interval == 0
+        return current + 1 >= self.start and (current + 1 - self.start) % self.interval == 0
+
+    def after_train_epoch(self, runner) -> None:
+        if self.by_epoch and self._should_evaluate(runner):
+            self._evaluate_and_publish(runner)
+
+    def after_train_iter(self, runner) -> None:
+        if not self.by_epoch and self._should_evaluate(runner):
+            self._evaluate_and_publish(runner)
+
+    @torch.no_grad()
+    def predict(self, runner) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores and targets of the whole val set, gathered from every process."""
+        model = runner.model
+        was_training = model.training
+        model.eval()
+        scores, targets = [], []
+        for inputs, target in self.dataloader:
+            with runner.accelerator.autocast():
+                logits = model(inputs)
+            logits, target = runner.accelerator.gather_for_metrics((logits.float(), target))
+            scores.append(logits.cpu())
+            targets.append(target.cpu())
+        model.train(was_training)
+        return torch.cat(scores), torch.cat(targets)
+
+    def _evaluate_and_publish(self, runner) -> None:
+        scores, targets = self.predict(runner)
+        results = evaluate(scores, targets, self.metric, self.metric_options)
+        runner.log_buffer.put(results, mode="val", iters=len(self.dataloader))
+        if self.save_best:
+            self._save_best(runner, results)
+
+    def _save_best(self, runner, results: dict[str, float]) -> None:
+        key = next(iter(results)) if self.save_best in (True, "auto") else self.save_best
+        if key not in results:
+            raise ConfigError(f"evaluation.save_best: '{key}' is not among the computed metrics "
+                              f"{list(results)}")
+        self.key_indicator = key
+        rule = self.rule or ("less" if any(k in key for k in LESS_KEYS)
+                             else "greater" if any(k.lower() in key.lower() for k in GREATER_KEYS)
+                             else None)
+        if rule is None:
+            raise ConfigError(f"evaluation.rule: cannot infer whether '{key}' is better greater "
+                              f"or less; set rule='greater' or rule='less'")
+        score = results[key]
+        better = (self.best_score is None or (score > self.best_score if rule == "greater"
+                                              else score < self.best_score))
+        if not better or math.isnan(score):
+            return
+        self.best_score = score
+        unit = "epoch" if self.by_epoch else "iter"
+        n = runner.epoch + 1 if self.by_epoch else runner.iter + 1
+        name = f"best_{key}_{unit}_{n}"
+        previous = self.best_ckpt
+        self.best_ckpt = runner.save_checkpoint(name, out_dir=self.out_dir, save_optimizer=False,
+                                                update_latest=False)
+        if previous and previous != self.best_ckpt:
+            runner.remove_checkpoint(previous)
+        runner.logger.info(f"Now best checkpoint is saved as {name} ({key}: {score:.4f}).")
+        runner.log_buffer.output[f"best_{key}"] = score
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_score": self.best_score, "best_ckpt": self.best_ckpt,
+                "key_indicator": self.key_indicator}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_score = state.get("best_score")
+        self.best_ckpt = state.get("best_ckpt")
+        self.key_indicator = state.get("key_indicator")

@@ -1,0 +1,151 @@
+"""The Hook base class: the contract every hook follows.
+
+A hook is an object with methods named after the stages in :mod:`acchooks.hooks.stages`,
+each taking the runner. Implement only the stages you need; the runner builds a
+dispatch table once and never calls a hook at a stage it does not implement.
+
+* ``before_run`` / ``after_run``: once per ``runner.run()``.
+* ``before_train_epoch`` / ``after_train_epoch`` / ``before_val_epoch`` /
+  ``after_val_epoch``: around each workflow phase. Both fall back to ``before_epoch`` /
+  ``after_epoch``.
+* ``before_train_iter`` / ``after_train_iter`` / ``before_val_iter`` / ``after_val_iter``:
+  around each batch; fall back to ``before_iter`` / ``after_iter``. In a train phase,
+  ``after_train_iter`` runs inside ``accelerator.accumulate(model)``, after the forward
+  pass: the OptimizerHook (ABOVE_NORMAL) does backward and the step there, so hooks with
+  a higher priority see the loss before backward and hooks with a lower one see the
+  parameters after the step.
+
+What a hook may read from the runner: ``model`` (as prepared by Accelerate),
+``unwrapped_model``, ``optimizer``, ``accelerator``, ``data_batch``, ``outputs`` (the
+dict returned by the train/val step, with ``loss`` and ``log_vars``), ``log_buffer``,
+``mode`` (``'train'``/``'val'``), the counters ``epoch``, ``iter``, ``inner_iter``,
+``step``, ``max_epochs``, ``max_iters``, ``by_epoch``, and ``work_dir``, ``logger``,
+``cfg``, ``meta``.
+
+A hook that keeps state across iterations returns it from :meth:`state_dict` (plain
+data and tensors) and takes it back in :meth:`load_state_dict`; checkpoints store it
+under :attr:`state_key`, which must be unique among the registered hooks.
+
+A public method whose name starts with ``before_`` or ``after_`` but is not a stage
+(``after_train_iteration``) is an error when the class is defined: it would otherwise
+silently never be called.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import did_you_mean
+from .stages import FALLBACKS, GENERIC, HOOK_METHODS, STAGES
+
+if TYPE_CHECKING:
+    from ..runner.runner import Runner
+
+
+class Hook:
+    """Base class of all hooks. Subclass it and override any stage method."""
+
+    priority: int = 50  # set by runner.register_hook
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, value in vars(cls).items():
+            if not callable(value) or name.startswith("_"):
+                continue
+            if (name.startswith("before_") or name.startswith("after_")) and name not in HOOK_METHODS:
+                raise TypeError(
+                    f"{cls.__qualname__}.{name} looks like a hook stage but is not one"
+                    f"{did_you_mean(name, HOOK_METHODS)} Stages: {', '.join(STAGES + GENERIC)}"
+                )
+
+    # ---- generic stages (the tutorial's vocabulary) ----
+    def before_run(self, runner: Runner) -> None:
+        pass
+
+    def after_run(self, runner: Runner) -> None:
+        pass
+
+    def before_epoch(self, runner: Runner) -> None:
+        pass
+
+    def after_epoch(self, runner: Runner) -> None:
+        pass
+
+    def before_iter(self, runner: Runner) -> None:
+        pass
+
+    def after_iter(self, runner: Runner) -> None:
+        pass
+
+    # ---- phase-specific stages, falling back to the generic ones ----
+    def before_train_epoch(self, runner: Runner) -> None:
+        self.before_epoch(runner)
+
+    def before_val_epoch(self, runner: Runner) -> None:
+        self.before_epoch(runner)
+
+    def after_train_epoch(self, runner: Runner) -> None:
+        self.after_epoch(runner)
+
+    def after_val_epoch(self, runner: Runner) -> None:
+        self.after_epoch(runner)
+
+    def before_train_iter(self, runner: Runner) -> None:
+        self.before_iter(runner)
+
+    def before_val_iter(self, runner: Runner) -> None:
+        self.before_iter(runner)
+
+    def after_train_iter(self, runner: Runner) -> None:
+        self.after_iter(runner)
+
+    def after_val_iter(self, runner: Runner) -> None:
+        self.after_iter(runner)
+
+    # ---- state for checkpoints ----
+    @property
+    def state_key(self) -> str:
+        """Name under which this hook's state is checkpointed (unique per runner)."""
+        return type(self).__name__
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data and tensors needed to resume; empty for stateless hooks."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+    # ---- introspection ----
+    @classmethod
+    def implements(cls, stage: str) -> bool:
+        """Whether this class does anything at ``stage`` (directly or via its fallback)."""
+        if stage not in STAGES:
+            raise ValueError(f"unknown stage '{stage}'{did_you_mean(stage, STAGES)}")
+        if getattr(cls, stage) is not getattr(Hook, stage):
+            return True
+        generic = FALLBACKS.get(stage)
+        return generic is not None and getattr(cls, generic) is not getattr(Hook, generic)
+
+    # ---- helpers in mmcv's style ----
+    @staticmethod
+    def every_n_epochs(runner: Runner, n: int) -> bool:
+        return n > 0 and (runner.epoch + 1) % n == 0
+
+    @staticmethod
+    def every_n_iters(runner: Runner, n: int) -> bool:
+        return n > 0 and (runner.iter + 1) % n == 0
+
+    @staticmethod
+    def every_n_inner_iters(runner: Runner, n: int) -> bool:
+        return n > 0 and (runner.inner_iter + 1) % n == 0
+
+    @staticmethod
+    def end_of_epoch(runner: Runner) -> bool:
+        return runner.inner_iter + 1 == runner.epoch_length
+
+    @staticmethod
+    def is_last_epoch(runner: Runner) -> bool:
+        return runner.epoch + 1 == runner.max_epochs
+
+    @staticmethod
+    def is_last_iter(runner: Runner) -> bool:
+        return runner.iter + 1 == runner.max_iters

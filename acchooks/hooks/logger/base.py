@@ -1,0 +1,78 @@
+"""LoggerHook: decides when to log and builds the record every logger writes.
+
+Train iterations are averaged over the last ``interval`` iterations (and across
+processes, once). Evaluation metrics published by EvalHook and the loss of a ``val``
+workflow phase are logged at the end of their epoch. The runner clears the published
+output after each stage, so several loggers see the same record.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..hook import Hook
+from ..priority import Priority
+
+
+class LoggerHook(Hook):
+    priority = Priority.VERY_LOW
+
+    def __init__(self, interval: int = 10, ignore_last: bool = True, reset_flag: bool = False,
+                 by_epoch: bool = True):
+        if not isinstance(interval, int) or interval <= 0:
+            raise ValueError(f"log_config.interval: expected a positive int, got {interval!r}")
+        self.interval = interval
+        self.ignore_last = ignore_last
+        self.reset_flag = reset_flag  # kept for mmcv configs; the runner clears the output
+        self.by_epoch = by_epoch
+
+    def log(self, runner, record: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _emit(self, runner) -> None:
+        if runner.log_buffer.ready:
+            self.log(runner, self.record(runner))
+
+    def after_train_iter(self, runner) -> None:
+        if not runner.log_buffer.ready:
+            due = (self.every_n_inner_iters(runner, self.interval) if self.by_epoch and runner.by_epoch
+                   else self.every_n_iters(runner, self.interval))
+            last = runner.by_epoch and self.end_of_epoch(runner) and not self.ignore_last
+            if due or last:
+                runner.log_buffer.average(self.interval, mode="train")
+        self._emit(runner)
+
+    def after_train_epoch(self, runner) -> None:
+        self._emit(runner)  # metrics published by EvalHook (LOW) before us (VERY_LOW)
+
+    def after_val_epoch(self, runner) -> None:
+        if not runner.log_buffer.ready:
+            runner.log_buffer.average(0, mode="val", iters=runner.inner_iter + 1)
+        self._emit(runner)
+
+    def after_run(self, runner) -> None:
+        self._emit(runner)
+
+    @staticmethod
+    def record(runner) -> dict[str, Any]:
+        """One log record: mode, epoch, iter, step, lr, momentum, then every value."""
+        buf = runner.log_buffer
+        mode = buf.mode
+        # mmcv: during (or right after) a train epoch the epoch is 1-based runner.epoch + 1;
+        # a val phase runs after the counter moved on, so it reports runner.epoch
+        rec: dict[str, Any] = {"mode": mode,
+                               "epoch": runner.epoch + 1 if runner.mode == "train" else runner.epoch}
+        if mode == "train":
+            rec["iter"] = runner.inner_iter + 1 if runner.by_epoch else runner.iter + 1
+        else:  # number of val batches (epoch-based) or the global train iteration
+            rec["iter"] = buf.iters if runner.by_epoch else runner.iter
+        rec["step"] = runner.step
+        lrs = runner.current_lr()
+        if lrs:
+            rec["lr"] = lrs[0]
+            if len(set(lrs)) > 1:
+                rec.update({f"lr_group{i}": v for i, v in enumerate(lrs)})
+        mom = runner.current_momentum()
+        if mom:
+            rec["momentum"] = mom[0]
+        rec.update(buf.output)
+        return rec

@@ -1,0 +1,75 @@
+"""TextLoggerHook: mmcv-style console/file lines and ``<timestamp>.log.json`` lines."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import time
+from typing import Any
+
+from ...registry import HOOKS
+from .base import LoggerHook
+
+_HEAD = ("mode", "epoch", "iter", "step", "lr", "momentum", "eta", "time", "data_time", "memory")
+
+
+@HOOKS.register_module()
+class TextLoggerHook(LoggerHook):
+    """Console lines like ``Epoch [1][50/391]\tlr: 1.000e-01, eta: 0:22:11, time: 0.074,
+    data_time: 0.021, loss: 2.1234`` and one JSON object per record, floats unrounded."""
+
+    def __init__(self, interval: int = 10, ignore_last: bool = True, reset_flag: bool = False,
+                 by_epoch: bool = True, interval_exp_name: int = 1000):
+        super().__init__(interval, ignore_last, reset_flag, by_epoch)
+        self.interval_exp_name = interval_exp_name
+        self.json_path: str | None = None
+
+    def before_run(self, runner) -> None:
+        self.start_iter = runner.iter
+        self.time_sec_tot = 0.0
+        self.json_path = os.path.join(runner.work_dir, f"{runner.timestamp}.log.json")
+        if runner.is_main_process:
+            with open(self.json_path, "a") as f:
+                f.write(json.dumps(runner.meta, default=str) + "\n")
+
+    def log(self, runner, record: dict[str, Any]) -> None:
+        if record["mode"] == "train" and "time" in record:
+            self.time_sec_tot += record["time"] * self.interval
+            done = max(runner.iter + 1 - self.start_iter, 1)
+            eta = self.time_sec_tot / done * (runner.max_iters - runner.iter - 1)
+            record = {**record, "eta": str(datetime.timedelta(seconds=int(eta)))}
+            if runner.accelerator.device.type == "cuda":
+                import torch
+                mem = torch.cuda.max_memory_allocated(runner.accelerator.device) / 2**20
+                record["memory"] = int(runner.accelerator.reduce(
+                    torch.tensor(mem, device=runner.accelerator.device), "max").item())
+        if not runner.is_main_process:
+            return
+        runner.logger.info(self.format_line(runner, record))
+        with open(self.json_path, "a") as f:
+            rec = {k: v for k, v in record.items() if k != "eta"}
+            f.write(json.dumps(rec) + "\n")
+
+    @staticmethod
+    def format_line(runner, r: dict[str, Any]) -> str:
+        if r["mode"] == "train":
+            head = (f"Epoch [{r['epoch']}][{r['iter']}/{runner.epoch_length}]\t" if runner.by_epoch
+                    else f"Iter [{r['iter']}/{runner.max_iters}]\t")
+            parts = [f"lr: {r['lr']:.3e}"] if "lr" in r else []
+            parts += [f"eta: {r['eta']}"] if "eta" in r else []
+            parts += [f"time: {r['time']:.3f}"] if "time" in r else []
+            parts += [f"data_time: {r['data_time']:.3f}"] if "data_time" in r else []
+            parts += [f"memory: {r['memory']}"] if "memory" in r else []
+        else:
+            head = (f"Epoch({r['mode']}) [{r['epoch']}][{r['iter']}]\t" if runner.by_epoch
+                    else f"Iter({r['mode']}) [{r['iter']}]\t")
+            parts = []
+        for k, v in r.items():
+            if k in _HEAD or k.startswith("lr_group"):
+                continue
+            parts.append(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
+        return head + ", ".join(parts)
+
+
+def now_timestamp() -> str:
+    return time.strftime("%Y%m%d_%H%M%S", time.localtime())

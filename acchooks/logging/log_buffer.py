@@ -1,0 +1,61 @@
+"""LogBuffer: the scalars of recent iterations, averaged when a logger asks.
+
+Values are kept as given (Python floats or detached tensors) so the hot loop never
+forces a device sync; :meth:`average` turns the window into floats once, and - when a
+``reduce`` function is set (the runner sets Accelerate's mean-reduce) - averages them
+across processes in a single collective. All processes call it at the same iterations.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+class LogBuffer:
+    def __init__(self, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        self.reduce = reduce
+        self.val_history: OrderedDict[str, list] = OrderedDict()
+        self.n_history: OrderedDict[str, list[int]] = OrderedDict()
+        self.output: OrderedDict[str, Any] = OrderedDict()
+        self.mode = "train"
+        self.iters = 0  # val records: how many val batches the published values cover
+        self.ready = False
+
+    def update(self, vars: dict[str, Any], count: int = 1) -> None:
+        for k, v in vars.items():
+            self.val_history.setdefault(k, []).append(v)
+            self.n_history.setdefault(k, []).append(count)
+
+    def clear(self) -> None:
+        self.val_history.clear()
+        self.n_history.clear()
+        self.clear_output()
+
+    def clear_output(self) -> None:
+        self.output.clear()
+        self.ready = False
+
+    def average(self, n: int = 0, mode: str = "train", iters: int = 0) -> None:
+        """Put the count-weighted mean of the last ``n`` values (all if 0) into output."""
+        keys, means = [], []
+        for k, vals in self.val_history.items():
+            vals, counts = vals[-n:], self.n_history[k][-n:]
+            if not vals:
+                continue
+            t = torch.stack([torch.as_tensor(v, dtype=torch.float64).detach().cpu().reshape(())
+                             for v in vals])
+            w = torch.tensor(counts, dtype=torch.float64)
+            keys.append(k)
+            means.append((t * w).sum() / w.sum())
+        if keys and self.reduce is not None:
+            means = list(self.reduce(torch.stack(means)).unbind())
+        self.output.update((k, float(m)) for k, m in zip(keys, means))
+        self.mode, self.iters, self.ready = mode, iters, True
+
+    def put(self, values: dict[str, Any], mode: str, iters: int = 0) -> None:
+        """Publish already-final values (e.g. evaluation metrics) to the loggers."""
+        self.output.update(values)
+        self.mode, self.iters, self.ready = mode, iters, True

@@ -1,0 +1,54 @@
+"""Built-in models and losses, and ``build_model`` (model + criterion from ``cfg.model``)."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from ..errors import ConfigError
+from ..registry import LOSSES, MODELS
+from .losses import (
+    BinaryCrossEntropy,
+    CrossEntropyLoss,
+    LabelSmoothingCrossEntropy,
+    SoftTargetCrossEntropy,
+)
+from .timm_classifier import TimmClassifier, check_timm_model_config
+
+__all__ = [
+    "BinaryCrossEntropy", "CrossEntropyLoss", "LabelSmoothingCrossEntropy",
+    "SoftTargetCrossEntropy", "TimmClassifier", "build_model", "check_timm_model_config",
+]
+
+DEFAULT_LOSS = {"type": "CrossEntropyLoss"}
+
+
+def _build(registry, cfg: Any, path: str) -> Any:
+    if not isinstance(cfg, Mapping) or "type" not in cfg:
+        raise ConfigError(f"{path}: expected a dict with a 'type' key, got {cfg!r}")
+    if isinstance(cfg["type"], str) and cfg["type"] not in registry:
+        raise ConfigError(f"{path}.type: {registry.unknown_message(cfg['type'])}")
+    return registry.build(cfg)
+
+
+def build_model(cfg: Mapping[str, Any]) -> tuple[nn.Module, nn.Module | None]:
+    """``(model, criterion)`` from a ``model`` config.
+
+    ``loss`` (default ``CrossEntropyLoss``; ``None`` for no criterion) is built through
+    ``LOSSES``, everything else through ``MODELS``.
+    """
+    cfg = dict(cfg)
+    loss_cfg = cfg.pop("loss", DEFAULT_LOSS)
+    init_cfg = cfg.pop("init_cfg", None)
+    if init_cfg is not None:
+        # Loading weights into a submodule belongs with the checkpoint code, not here yet.
+        raise ConfigError(f"model.init_cfg: {init_cfg!r} is not supported yet "
+                          f"(Pretrained loading comes with checkpoint support); remove it "
+                          f"or use load_from")
+    model = _build(MODELS, cfg, "model")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: {cfg['type']!r} built a {type(model).__name__}, "
+                        f"not a torch.nn.Module")
+    criterion = None if loss_cfg is None else _build(LOSSES, loss_cfg, "model.loss")
+    return model, criterion

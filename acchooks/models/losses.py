@@ -1,0 +1,53 @@
+"""Classification losses registered in ``LOSSES``.
+
+``CrossEntropyLoss`` takes mmcls-style arguments; timm's losses are registered as they are.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from timm.loss import BinaryCrossEntropy, LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from torch import nn
+
+from ..registry import LOSSES
+
+
+@LOSSES.register_module()
+class CrossEntropyLoss(nn.Module):
+    """``F.cross_entropy`` times ``loss_weight``.
+
+    Targets may be class indices or per-class probabilities (e.g. after mixup).
+    ``weight`` (per-class weights) may be a list; it is kept as a buffer so it follows
+    the module to its device.
+    """
+
+    def __init__(self, label_smoothing: float = 0.0, loss_weight: float = 1.0,
+                 weight: Sequence[float] | torch.Tensor | None = None,
+                 reduction: str = "mean", ignore_index: int = -100):
+        super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        self.label_smoothing, self.loss_weight = float(label_smoothing), float(loss_weight)
+        self.reduction, self.ignore_index = reduction, ignore_index
+        self.register_buffer(
+            "weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32))
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        weight = None if self.weight is None else self.weight.to(logits.dtype)
+        loss = F.cross_entropy(logits, target, weight=weight, reduction=self.reduction,
+                               ignore_index=self.ignore_index,
+                               label_smoothing=self.label_smoothing)
+        return loss * self.loss_weight if self.loss_weight != 1.0 else loss
+
+    def extra_repr(self) -> str:
+        return f"label_smoothing={self.label_smoothing}, loss_weight={self.loss_weight}"
+
+
+# timm's own losses, under their timm names.
+LOSSES.register_module(module=LabelSmoothingCrossEntropy, name="LabelSmoothingCrossEntropy")
+LOSSES.register_module(module=SoftTargetCrossEntropy, name="SoftTargetCrossEntropy")
+LOSSES.register_module(module=BinaryCrossEntropy, name="BinaryCrossEntropy")

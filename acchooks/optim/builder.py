@@ -1,0 +1,112 @@
+"""``build_optimizer``: a torch.optim class by name, or a timm optimizer by name.
+
+``type='SGD'`` (any ``torch.optim`` class name, case-sensitive) builds that class on
+``model.parameters()`` with the other keys, as MMCV does: one parameter group, weight
+decay on every parameter. Any other name goes to ``timm.optim.create_optimizer_v2``
+(``'lamb'``, ``'lars'``, ``'adamp'``, ``'lion'``, ``'adamw'``, ``'lookahead_adamw'``...),
+which keeps timm's defaults: no weight decay on biases and norm weights
+(``filter_bias_and_bn=True``), ``momentum=0.9`` and, for ``'sgd'``, Nesterov.
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from typing import Any
+
+import timm.optim
+import torch
+from torch import nn
+
+from ..errors import ConfigError, closest, did_you_mean
+from ..registry import accepted_arguments
+
+# Keys that MMCV accepts in ``optimizer`` but that are not implemented here yet.
+_UNSUPPORTED = {"paramwise_cfg": "paramwise_cfg is not supported yet",
+                "constructor": "custom optimizer constructors are not supported yet"}
+
+
+def torch_optimizers() -> dict[str, type[torch.optim.Optimizer]]:
+    """Name -> class for every optimizer class in ``torch.optim``."""
+    return {name: obj for name, obj in vars(torch.optim).items()
+            if inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer)
+            and obj is not torch.optim.Optimizer}
+
+
+def timm_optimizers() -> list[str]:
+    """timm's optimizer names (each may also be prefixed with ``lookahead_``)."""
+    return list(timm.optim.list_optimizers())
+
+
+def _timm_base_name(name: str) -> str | None:
+    """The timm registry name behind ``name``, or None if timm does not know it."""
+    parts = name.lower().split("_")
+    if len(parts) > 2 or (len(parts) == 2 and parts[0] != "lookahead"):
+        return None
+    return parts[-1] if parts[-1] in timm_optimizers() else None
+
+
+def _unknown_type_message(name: Any, path: str) -> str:
+    near = closest(str(name), [*torch_optimizers(), *timm_optimizers()], n=3)
+    hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+    return (f"{path}.type: unknown optimizer {name!r}{hint} (a torch.optim class such as "
+            f"'SGD' or 'AdamW', or a timm optimizer name such as 'lamb'; see "
+            f"timm.optim.list_optimizers())")
+
+
+def _timm_arguments(base: str) -> tuple[set[str], bool]:
+    """Keyword arguments accepted by timm's factory for optimizer ``base``."""
+    names, _ = accepted_arguments(timm.optim.create_optimizer_v2)
+    names -= {"model_or_params", "opt"}
+    try:
+        opt_class = timm.optim.get_optimizer_class(base, bind_defaults=False)
+    except (ImportError, AssertionError, ValueError):  # apex / bitsandbytes absent or no CUDA
+        return names, True
+    cls_names, var_kw = accepted_arguments(opt_class)
+    # create_optimizer_v2 drops eps/betas for optimizers without them.
+    return (names | cls_names | {"eps", "betas"}) - {"params"}, var_kw
+
+
+def check_optimizer_config(cfg: Any, path: str = "optimizer") -> list[str]:
+    """Problems in an ``optimizer`` config, found without building anything."""
+    if not isinstance(cfg, Mapping):
+        return [f"{path}: expected a dict such as dict(type='SGD', lr=0.1), got {cfg!r}"]
+    if "type" not in cfg:
+        return [f"{path}.type: missing; name a torch.optim class ('SGD', 'AdamW', ...) "
+                f"or a timm optimizer ('lamb', 'lars', ...)"]
+    name, kwargs = cfg["type"], {k: v for k, v in cfg.items() if k != "type"}
+    problems = [f"{path}.{key}: {msg} (remove it)" for key, msg in _UNSUPPORTED.items()
+                if key in kwargs]
+    for key in _UNSUPPORTED:
+        kwargs.pop(key, None)
+    torch_classes = torch_optimizers()
+    if isinstance(name, str) and name in torch_classes:
+        label, cls = name, torch_classes[name]
+        allowed, var_kw = accepted_arguments(cls)
+        allowed.discard("params")
+        params = inspect.signature(cls.__init__).parameters.values()
+        required = [p.name for p in params if p.default is p.empty and p.name not in
+                    ("self", "params") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        problems += [f"{path}: missing argument '{r}' for {name}" for r in required
+                     if r not in kwargs]
+    elif isinstance(name, str) and _timm_base_name(name):
+        label = f"timm optimizer '{name}'"
+        allowed, var_kw = _timm_arguments(_timm_base_name(name))
+    else:
+        return problems + [_unknown_type_message(name, path)]
+    if not var_kw:
+        problems += [f"{path}: unexpected argument '{k}' for {label}"
+                     f"{did_you_mean(k, sorted(allowed))}" for k in kwargs if k not in allowed]
+    return problems
+
+
+def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
+    """The optimizer for ``model`` described by ``cfg`` (see the module docstring)."""
+    problems = check_optimizer_config(cfg)
+    if problems:
+        raise ConfigError(problems)
+    kwargs = dict(cfg)
+    name = kwargs.pop("type")
+    cls = torch_optimizers().get(name)
+    if cls is not None:
+        return cls(model.parameters(), **kwargs)
+    return timm.optim.create_optimizer_v2(model, opt=name, **kwargs)

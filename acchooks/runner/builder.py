@@ -1,0 +1,164 @@
+"""From a checked config to a ready Runner: Accelerator, seed, logger, model, optimizer,
+data loaders, and the default hooks registered from the config keys."""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import os.path as osp
+import platform
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..hooks.priority import get_priority
+from ..registry import DATASETS, HOOKS, RUNNERS
+
+# the default hooks, built from config keys, in mmcv's order of registration
+_LOGGER_DEFAULT_INTERVAL = 10
+
+
+def build_accelerator(cfg):
+    """One Accelerator from the config's ``accelerator`` dict (and mmcv's ``fp16``).
+
+    A non-default ``accelerate launch --mixed_precision X`` wins over the config."""
+    from accelerate import Accelerator, DataLoaderConfiguration
+    from accelerate.utils import DistributedDataParallelKwargs, GradScalerKwargs
+
+    acc_cfg = dict(cfg.get("accelerator", {}))
+    mixed = acc_cfg.get("mixed_precision", "no")
+    handlers = []
+    fp16 = cfg.get("fp16")
+    if fp16 is not None:  # MMClassification's `fp16 = dict(loss_scale=512.)`
+        mixed = "fp16"
+        scale = fp16.get("loss_scale", "dynamic")
+        if isinstance(scale, (int, float)):
+            handlers.append(GradScalerKwargs(init_scale=float(scale)))
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if launched != "no":
+        mixed = launched
+    gas = int(os.environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS",
+                             acc_cfg.get("gradient_accumulation_steps", 1)))
+    handlers.append(DistributedDataParallelKwargs(
+        find_unused_parameters=acc_cfg.get("find_unused_parameters", False)))
+    return Accelerator(
+        mixed_precision=mixed, gradient_accumulation_steps=gas, cpu=acc_cfg.get("cpu", False),
+        kwargs_handlers=handlers,
+        dataloader_config=DataLoaderConfiguration(
+            split_batches=acc_cfg.get("split_batches", False),
+            even_batches=acc_cfg.get("even_batches", True),
+            use_seedable_sampler=True))
+
+
+def build_dataloader(data_cfg, split: str, seed: int | None, train: bool) -> DataLoader:
+    dataset = DATASETS.build(data_cfg[split])
+    opts = dict(data_cfg.get(f"{split}_dataloader", {}))
+    workers = opts.get("workers_per_gpu", data_cfg.get("workers_per_gpu", 2))
+    generator = torch.Generator()
+    generator.manual_seed(seed if seed is not None else 0)
+    return DataLoader(
+        dataset, batch_size=opts.get("samples_per_gpu", data_cfg.get("samples_per_gpu", 32)),
+        shuffle=opts.get("shuffle", train), num_workers=workers,
+        drop_last=opts.get("drop_last", False), pin_memory=opts.get("pin_memory", False),
+        persistent_workers=opts.get("persistent_workers", workers > 0), generator=generator)
+
+
+def _env_info(accelerator) -> dict[str, Any]:
+    import accelerate
+    import timm
+
+    from .. import __version__
+    return {"acchooks": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "accelerate": accelerate.__version__, "timm": timm.__version__,
+            "distributed_type": str(accelerator.distributed_type),
+            "num_processes": accelerator.num_processes, "mixed_precision": accelerator.mixed_precision,
+            "device": str(accelerator.device)}
+
+
+def register_default_hooks(runner, cfg, val_loader) -> None:
+    """mmcv's register_training_hooks: lr, momentum, optimizer, checkpoint, timer, eval,
+    loggers, then custom_hooks (so equal priorities put custom hooks after defaults)."""
+    if cfg.get("lr_config") is not None:
+        lr = dict(cfg.lr_config)
+        lr.pop("type", None)
+        runner.register_hook(HOOKS.build({"type": "LrUpdaterHook", **lr}))
+    if cfg.get("momentum_config") is not None:
+        mom = dict(cfg.momentum_config)
+        mom.pop("type", None)
+        runner.register_hook(HOOKS.build({"type": "MomentumUpdaterHook", **mom}))
+    opt_cfg = dict(cfg.get("optimizer_config") or {})
+    opt_cfg.setdefault("type", "OptimizerHook")
+    runner.register_hook(HOOKS.build(opt_cfg))
+    if cfg.get("checkpoint_config") is not None:
+        ck = dict(cfg.checkpoint_config)
+        ck.setdefault("type", "CheckpointHook")
+        runner.register_hook(HOOKS.build(ck))
+    runner.register_hook(HOOKS.build({"type": "IterTimerHook"}))
+    if cfg.get("evaluation") is not None:
+        ev = dict(cfg.evaluation)
+        ev.setdefault("type", "EvalHook")
+        runner.register_hook(HOOKS.build(ev, dataloader=val_loader))
+    log_cfg = cfg.get("log_config") or {}
+    for h in log_cfg.get("hooks", []):
+        h = dict(h)
+        h.setdefault("interval", log_cfg.get("interval", _LOGGER_DEFAULT_INTERVAL))
+        runner.register_hook(HOOKS.build(h))
+    for h in cfg.get("custom_hooks", []) or []:
+        h = copy.deepcopy(dict(h))
+        priority = get_priority(h.pop("priority", "NORMAL"))
+        runner.register_hook(HOOKS.build(h), priority=priority)
+
+
+def build_runner(cfg, logger, timestamp: str | None = None):
+    """Everything heavy happens here, after the config has been checked."""
+    from accelerate.utils import set_seed
+
+    from ..models import build_model
+    from ..optim import build_optimizer
+
+    accelerator = build_accelerator(cfg)
+    seed = cfg.get("seed")
+    if seed is not None:
+        set_seed(seed, deterministic=cfg.get("deterministic", False))
+    model, criterion = build_model(cfg.model)
+    optimizer = build_optimizer(model, cfg.optimizer)
+    loaders = {"train": build_dataloader(cfg.data, "train", seed, train=True)}
+    if cfg.data.get("val") is not None:
+        loaders["val"] = build_dataloader(cfg.data, "val", seed, train=False)
+    names = list(loaders)
+    prepared = accelerator.prepare(model, optimizer, *loaders.values())
+    model, optimizer = prepared[0], prepared[1]
+    loaders = dict(zip(names, prepared[2:]))
+    if criterion is not None:
+        criterion = criterion.to(accelerator.device)
+
+    runner_cfg = dict(cfg.runner)
+    runner_type = RUNNERS.get(runner_cfg.pop("type"))
+    spg = cfg.data.get("train_dataloader", {}).get("samples_per_gpu", cfg.data.get("samples_per_gpu", 32))
+    meta = {"env_info": _env_info(accelerator), "seed": seed, "exp_name": osp.basename(cfg.filename or ""),
+            "global_batch": spg * accelerator.num_processes * accelerator.gradient_accumulation_steps}
+    runner = runner_type(model, accelerator=accelerator, work_dir=cfg.work_dir, optimizer=optimizer,
+                         criterion=criterion, data_loaders=loaders,
+                         workflow=cfg.get("workflow", [("train", 1)]), logger=logger, cfg=cfg,
+                         meta=meta, timestamp=timestamp, **runner_cfg)
+    register_default_hooks(runner, cfg, loaders.get("val"))
+    logger.info("Environment: " + ", ".join(f"{k}={v}" for k, v in meta["env_info"].items()))
+    logger.info(f"global batch {meta['global_batch']} = {spg} per process x "
+                f"{accelerator.num_processes} processes x {accelerator.gradient_accumulation_steps} "
+                f"accumulation; {len(loaders['train'])} iterations per epoch, "
+                f"{math.ceil(len(loaders['train']) / accelerator.gradient_accumulation_steps)} "
+                f"optimizer steps per epoch")
+    resume = cfg.get("resume_from")
+    if resume == "auto":
+        from ..checkpoint import find_latest
+        resume, rejected = find_latest(runner.work_dir)
+        for reason in rejected:
+            logger.warning(f"resume auto: skipped {reason}")
+        if resume is None:
+            logger.info(f"resume auto: no complete checkpoint in {runner.work_dir}; starting fresh")
+    if resume:
+        runner.resume(str(resume))
+    elif cfg.get("load_from"):
+        runner.load_weights(cfg.load_from)
+    return runner
