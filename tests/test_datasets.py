@@ -74,24 +74,29 @@ def test_shapes_bad_config():
 
 
 def test_shapes_is_learnable():
-    """A tiny timm CNN beats chance by far after a few short epochs on 512 images."""
+    """A tiny timm CNN gets far above chance in 10 short epochs on 512 images (~6 s CPU)."""
     torch.manual_seed(0)
     train = Shapes(512, num_classes=4, seed=0, is_training=True)
-    val = Shapes(256, num_classes=4, seed=1)
+    val = Shapes(256, num_classes=4, seed=1)  # other seed: other samples
     model = timm.create_model("test_resnet", pretrained=False, num_classes=4)
+    epochs, loader = 10, DataLoader(train, batch_size=32, shuffle=True)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
-    for _ in range(6):
+    # One-cycle keeps the final accuracy stable across torch seeds (0.87-0.92 measured).
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5e-3,
+                                                total_steps=epochs * len(loader))
+    for _ in range(epochs):
         model.train()
-        for x, y in DataLoader(train, batch_size=32, shuffle=True):
+        for x, y in loader:
             loss = torch.nn.functional.cross_entropy(model(x), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
+            sched.step()
     model.eval()
     x, y = next(iter(DataLoader(val, batch_size=len(val))))
     with torch.no_grad():
         acc = (model(x).argmax(1) == y).float().mean().item()
-    assert acc >= 0.6, acc  # chance is 0.25
+    assert acc >= 0.7, acc  # chance is 0.25
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ def _is_main() -> bool:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
 
 
-def load_config(args: argparse.Namespace) -> Config:
+def load_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
     """Config file + command line, checked; raises ConfigError listing every problem."""
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
@@ -53,19 +53,17 @@ def load_config(args: argparse.Namespace) -> Config:
     problems, warnings = check_config(cfg)
     if problems:
         raise ConfigError(problems, source=args.config)
-    cfg.warnings = warnings
-    return cfg
+    return cfg, warnings
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        cfg = load_config(args)
+        cfg, warnings = load_config(args)
     except ConfigError as e:
         if _is_main():
             print(f"acchooks: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    warnings = cfg.pop("warnings")
 
     from ..hooks.logger.text import now_timestamp
     from ..logging import get_logger

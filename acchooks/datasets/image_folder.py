@@ -71,6 +71,8 @@ class ImageFolder(torchvision.datasets.ImageFolder):
                                 f"{did_you_mean(key, sorted(own | allowed))}")
         if "root" not in cfg:
             return problems + [f"{path}.root: missing; {_LAYOUT}"]
+        if not isinstance(cfg["root"], (str, os.PathLike)):
+            return problems + [f"{path}.root: expected a folder path, got {cfg['root']!r}"]
         root = os.fspath(cfg["root"])
         if not os.path.isdir(root):
             hint = ("it is a file, not a folder" if os.path.exists(root)

@@ -125,6 +125,7 @@ class Shapes(Dataset):
         hflip = cfg.get("hflip")
         if hflip is not None and not (isinstance(hflip, (int, float)) and 0 <= hflip <= 1):
             problems.append(f"{path}.hflip: {hflip!r} must be a probability in [0, 1] or None")
-        if cfg.get("noise", 0.1) < 0:
-            problems.append(f"{path}.noise: must be >= 0")
+        noise = cfg.get("noise", 0.1)
+        if not isinstance(noise, (int, float)) or noise < 0:
+            problems.append(f"{path}.noise: {noise!r} must be a number >= 0")
         return problems
