@@ -158,10 +158,7 @@ def _check_runner(runner: Mapping[str, Any]) -> list[str]:
 def check_config(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """All problems of a config, and warnings (unused keys), without building anything."""
     from .. import datasets, hooks, models, optim  # noqa: F401 - fill the registries
-    from ..evaluation.metrics import check_metrics
-    from ..models.timm_classifier import check_timm_model_config
     from ..optim.builder import check_optimizer_config
-    from ..schedules import check_policy_args
 
     problems: list[str] = []
     warnings: list[str] = []
@@ -180,10 +177,39 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     for key in ("model", "data", "optimizer", "runner"):
         if key not in cfg:
             problems.append(f"{key}: missing (required)")
-    if problems:
-        return problems, warnings
+    bad = {p.split(":")[0] for p in problems}
 
-    model = dict(cfg["model"])
+    def ok(key: str) -> bool:  # present, of the right type: worth checking inside
+        return key in cfg and key not in bad
+
+    if ok("model"):
+        problems += _check_model(cfg["model"])
+    if ok("data"):
+        problems += _check_data(cfg["data"])
+    if ok("optimizer"):
+        problems += check_optimizer_config(cfg["optimizer"], "optimizer")
+    if ok("runner"):
+        problems += _check_runner(cfg["runner"])
+    problems += _check_hooks(cfg, ok)
+    for i, w in enumerate(cfg.get("workflow", [("train", 1)]) if ok("workflow") else []):
+        if (not isinstance(w, (list, tuple)) or len(w) != 2 or w[0] not in ("train", "val")
+                or not isinstance(w[1], int) or w[1] < 1):
+            problems.append(f"workflow[{i}]: expected ('train', N) or ('val', N) with N >= 1, got {w!r}")
+        elif w[0] == "val" and ok("data") and "val" not in cfg["data"]:
+            problems.append(f"workflow[{i}]: a 'val' phase needs data.val")
+    if ok("accelerator"):
+        problems += _check_typed(cfg["accelerator"], ACCELERATOR_KEYS, "accelerator")
+        mp = cfg["accelerator"].get("mixed_precision")
+        if mp is not None and mp not in ("no", "fp16", "bf16", "fp8"):
+            problems.append(f"accelerator.mixed_precision: '{mp}' is not one of no, fp16, bf16, fp8")
+    return problems, warnings
+
+
+def _check_model(model_cfg: Mapping) -> list[str]:
+    from ..models.timm_classifier import check_timm_model_config
+
+    problems = []
+    model = dict(model_cfg)
     if "loss" in model and model["loss"] is not None:
         problems += check_registered(LOSSES, model.pop("loss"), "model.loss")
     else:
@@ -192,8 +218,11 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
         problems += check_timm_model_config(model, "model")
     else:
         problems += check_registered(MODELS, model, "model", skip=("init_cfg",))
+    return problems
 
-    data = cfg["data"]
+
+def _check_data(data: Mapping) -> list[str]:
+    problems = []
     loader_keys = {"samples_per_gpu": (int,), "workers_per_gpu": (int,)}
     for k in data:
         if k in ("train", "val", "test"):
@@ -210,14 +239,19 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
                             f"(accepted: {', '.join(allowed)})")
     if "train" not in data:
         problems.append("data.train: missing (required for training)")
+    return problems
 
-    problems += check_optimizer_config(cfg["optimizer"], "optimizer")
-    problems += _check_runner(cfg["runner"])
-    if cfg.get("optimizer_config") is not None:
+
+def _check_hooks(cfg: Mapping, ok) -> list[str]:
+    from ..evaluation.metrics import check_metrics
+    from ..schedules import check_policy_args
+
+    problems = []
+    if ok("optimizer_config") and cfg["optimizer_config"] is not None:
         problems += check_registered(HOOKS, cfg["optimizer_config"], "optimizer_config",
                                      default_type="OptimizerHook")
     for key, hook in (("lr_config", "LrUpdaterHook"), ("momentum_config", "MomentumUpdaterHook")):
-        sub = cfg.get(key)
+        sub = cfg.get(key) if ok(key) else None
         if sub is not None:
             own = set(accepted_arguments(HOOKS.get(hook))[0])
             if "policy" not in sub:
@@ -225,10 +259,10 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
             else:
                 policy_args = {k: v for k, v in sub.items() if k not in own and k != "type"}
                 problems += check_policy_args(sub["policy"], policy_args, key)
-    if cfg.get("checkpoint_config") is not None:
+    if ok("checkpoint_config") and cfg["checkpoint_config"] is not None:
         problems += check_registered(HOOKS, cfg["checkpoint_config"], "checkpoint_config",
                                      default_type="CheckpointHook")
-    log_cfg = cfg.get("log_config")
+    log_cfg = cfg.get("log_config") if ok("log_config") else None
     if log_cfg is not None:
         for k in log_cfg:
             if k not in ("interval", "hooks"):
@@ -236,24 +270,13 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
                                 f"{did_you_mean(k, ['interval', 'hooks'])} (accepted: interval, hooks)")
         for i, h in enumerate(log_cfg.get("hooks", [])):
             problems += check_registered(HOOKS, h, f"log_config.hooks[{i}]")
-    ev = cfg.get("evaluation")
+    ev = cfg.get("evaluation") if ok("evaluation") else None
     if ev is not None:
         problems += check_registered(HOOKS, ev, "evaluation", skip=("dataloader",),
                                      default_type="EvalHook")
         problems += check_metrics(ev.get("metric", "accuracy"), ev.get("metric_options"), "evaluation")
-        if "val" not in data:
+        if ok("data") and "val" not in cfg["data"]:
             problems.append("evaluation: set, but data.val is missing (EvalHook evaluates on it)")
-    for i, h in enumerate(cfg.get("custom_hooks", []) or []):
+    for i, h in enumerate(cfg.get("custom_hooks", []) if ok("custom_hooks") else []):
         problems += check_registered(HOOKS, h, f"custom_hooks[{i}]")
-    for i, w in enumerate(cfg.get("workflow", [("train", 1)])):
-        if (not isinstance(w, (list, tuple)) or len(w) != 2 or w[0] not in ("train", "val")
-                or not isinstance(w[1], int) or w[1] < 1):
-            problems.append(f"workflow[{i}]: expected ('train', N) or ('val', N) with N >= 1, got {w!r}")
-        elif w[0] == "val" and "val" not in data:
-            problems.append(f"workflow[{i}]: a 'val' phase needs data.val")
-    if "accelerator" in cfg:
-        problems += _check_typed(cfg["accelerator"], ACCELERATOR_KEYS, "accelerator")
-        mp = cfg["accelerator"].get("mixed_precision")
-        if mp is not None and mp not in ("no", "fp16", "bf16", "fp8"):
-            problems.append(f"accelerator.mixed_precision: '{mp}' is not one of no, fp16, bf16, fp8")
-    return problems, warnings
+    return problems

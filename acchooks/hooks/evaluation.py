@@ -112,7 +112,7 @@ class EvalHook(Hook):
         if previous and previous != self.best_ckpt:
             runner.remove_checkpoint(previous)
         runner.logger.info(f"Now best checkpoint is saved as {name} ({key}: {score:.4f}).")
-        runner.log_buffer.output[f"best_{key}"] = score
+        runner.log_buffer.put({f"best_{key}": score}, mode="val")
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_score": self.best_score, "best_ckpt": self.best_ckpt,

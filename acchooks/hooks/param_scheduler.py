@@ -78,7 +78,7 @@ class _ParamSchedulerHook(Hook):
     def before_train_iter(self, runner) -> None:
         values = self.values_at(runner.step, runner.epoch, runner.steps_per_epoch,
                                 runner.max_steps, runner.max_epochs)
-        for g, v in zip(runner.optimizer.param_groups, values):
+        for g, v in zip(runner.optimizer.param_groups, values, strict=True):
             self._set(g, v)
 
 

@@ -15,14 +15,31 @@ import torch
 
 
 class LogBuffer:
+    """History of scalars plus the records published for the loggers at this stage.
+
+    A record is ``{"mode": "train"|"val", "iters": int, "values": {...}}``; a train
+    iteration can publish both the train averages and (EvalHook, iteration-based) val
+    metrics, and every logger writes every record. The runner clears the records after
+    each stage.
+    """
+
     def __init__(self, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.reduce = reduce
         self.val_history: OrderedDict[str, list] = OrderedDict()
         self.n_history: OrderedDict[str, list[int]] = OrderedDict()
-        self.output: OrderedDict[str, Any] = OrderedDict()
-        self.mode = "train"
-        self.iters = 0  # val records: how many val batches the published values cover
-        self.ready = False
+        self.records: list[dict[str, Any]] = []
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.records)
+
+    def has(self, mode: str) -> bool:
+        return any(r["mode"] == mode for r in self.records)
+
+    @property
+    def output(self) -> dict[str, Any]:
+        """Values of the latest record (mmcv's ``log_buffer.output``)."""
+        return self.records[-1]["values"] if self.records else {}
 
     def update(self, vars: dict[str, Any], count: int = 1) -> None:
         for k, v in vars.items():
@@ -35,11 +52,12 @@ class LogBuffer:
         self.clear_output()
 
     def clear_output(self) -> None:
-        self.output.clear()
-        self.ready = False
+        self.records.clear()
 
     def average(self, n: int = 0, mode: str = "train", iters: int = 0) -> None:
-        """Put the count-weighted mean of the last ``n`` values (all if 0) into output."""
+        """Publish the count-weighted mean of the last ``n`` values (all if 0), once."""
+        if self.has(mode):
+            return
         keys, means = [], []
         for k, vals in self.val_history.items():
             vals, counts = vals[-n:], self.n_history[k][-n:]
@@ -52,10 +70,13 @@ class LogBuffer:
             means.append((t * w).sum() / w.sum())
         if keys and self.reduce is not None:
             means = list(self.reduce(torch.stack(means)).unbind())
-        self.output.update((k, float(m)) for k, m in zip(keys, means))
-        self.mode, self.iters, self.ready = mode, iters, True
+        self.put({k: float(m) for k, m in zip(keys, means, strict=True)}, mode, iters)
 
     def put(self, values: dict[str, Any], mode: str, iters: int = 0) -> None:
-        """Publish already-final values (e.g. evaluation metrics) to the loggers."""
-        self.output.update(values)
-        self.mode, self.iters, self.ready = mode, iters, True
+        """Publish final values (e.g. evaluation metrics); merges into a record of the
+        same mode published at this stage."""
+        for r in self.records:
+            if r["mode"] == mode:
+                r["values"].update(values)
+                return
+        self.records.append({"mode": mode, "iters": iters, "values": dict(values)})

@@ -42,13 +42,30 @@ def build_accelerator(cfg):
                              acc_cfg.get("gradient_accumulation_steps", 1)))
     handlers.append(DistributedDataParallelKwargs(
         find_unused_parameters=acc_cfg.get("find_unused_parameters", False)))
+    cpu = acc_cfg.get("cpu", False)
+    if not cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _has_accelerator():
+        # `accelerate launch --multi_gpu` on a machine without GPUs: DDP over gloo on CPU
+        # (Accelerate only picks MULTI_CPU when told cpu=True)
+        cpu = True
     return Accelerator(
-        mixed_precision=mixed, gradient_accumulation_steps=gas, cpu=acc_cfg.get("cpu", False),
+        mixed_precision=mixed, gradient_accumulation_steps=gas, cpu=cpu,
         kwargs_handlers=handlers,
         dataloader_config=DataLoaderConfiguration(
             split_batches=acc_cfg.get("split_batches", False),
             even_batches=acc_cfg.get("even_batches", True),
             use_seedable_sampler=True))
+
+
+def _has_accelerator() -> bool:
+    from accelerate.utils import (
+        is_cuda_available,
+        is_hpu_available,
+        is_mlu_available,
+        is_npu_available,
+        is_xpu_available,
+    )
+    return any(f() for f in (is_cuda_available, is_xpu_available, is_npu_available,
+                             is_mlu_available, is_hpu_available))
 
 
 def build_dataloader(data_cfg, split: str, seed: int | None, train: bool) -> DataLoader:
@@ -129,7 +146,7 @@ def build_runner(cfg, logger, timestamp: str | None = None):
     names = list(loaders)
     prepared = accelerator.prepare(model, optimizer, *loaders.values())
     model, optimizer = prepared[0], prepared[1]
-    loaders = dict(zip(names, prepared[2:]))
+    loaders = dict(zip(names, prepared[2:], strict=True))
     if criterion is not None:
         criterion = criterion.to(accelerator.device)
 

@@ -29,42 +29,41 @@ class LoggerHook(Hook):
         raise NotImplementedError
 
     def _emit(self, runner) -> None:
-        if runner.log_buffer.ready:
-            self.log(runner, self.record(runner))
+        for rec in runner.log_buffer.records:
+            self.log(runner, self.record(runner, rec))
 
     def after_train_iter(self, runner) -> None:
-        if not runner.log_buffer.ready:
-            due = (self.every_n_inner_iters(runner, self.interval) if self.by_epoch and runner.by_epoch
-                   else self.every_n_iters(runner, self.interval))
-            last = runner.by_epoch and self.end_of_epoch(runner) and not self.ignore_last
-            if due or last:
-                runner.log_buffer.average(self.interval, mode="train")
+        due = (self.every_n_inner_iters(runner, self.interval) if self.by_epoch and runner.by_epoch
+               else self.every_n_iters(runner, self.interval))
+        last = runner.by_epoch and self.end_of_epoch(runner) and not self.ignore_last
+        if due or last:
+            runner.log_buffer.average(self.interval, mode="train")
         self._emit(runner)
 
     def after_train_epoch(self, runner) -> None:
         self._emit(runner)  # metrics published by EvalHook (LOW) before us (VERY_LOW)
 
     def after_val_epoch(self, runner) -> None:
-        if not runner.log_buffer.ready:
-            runner.log_buffer.average(0, mode="val", iters=runner.inner_iter + 1)
+        runner.log_buffer.average(0, mode="val", iters=runner.inner_iter + 1)
         self._emit(runner)
 
     def after_run(self, runner) -> None:
         self._emit(runner)
 
     @staticmethod
-    def record(runner) -> dict[str, Any]:
+    def record(runner, published: dict[str, Any]) -> dict[str, Any]:
         """One log record: mode, epoch, iter, step, lr, momentum, then every value."""
-        buf = runner.log_buffer
-        mode = buf.mode
+        mode = published["mode"]
         # mmcv: during (or right after) a train epoch the epoch is 1-based runner.epoch + 1;
         # a val phase runs after the counter moved on, so it reports runner.epoch
         rec: dict[str, Any] = {"mode": mode,
                                "epoch": runner.epoch + 1 if runner.mode == "train" else runner.epoch}
         if mode == "train":
             rec["iter"] = runner.inner_iter + 1 if runner.by_epoch else runner.iter + 1
-        else:  # number of val batches (epoch-based) or the global train iteration
-            rec["iter"] = buf.iters if runner.by_epoch else runner.iter
+        elif runner.by_epoch:  # number of val batches
+            rec["iter"] = published["iters"]
+        else:  # the train iteration the evaluation belongs to
+            rec["iter"] = runner.iter + 1 if runner.stage == "after_train_iter" else runner.iter
         rec["step"] = runner.step
         lrs = runner.current_lr()
         if lrs:
@@ -74,5 +73,5 @@ class LoggerHook(Hook):
         mom = runner.current_momentum()
         if mom:
             rec["momentum"] = mom[0]
-        rec.update(buf.output)
+        rec.update(published["values"])
         return rec
