@@ -296,7 +296,7 @@ class Runner:
         resume_training_state(self, path)
 
     def load_weights(self, path: str) -> None:
-        from .checkpointing import load_weights
+        from ..checkpoint.weights import load_weights
         load_weights(self, path)
 
 
