@@ -181,7 +181,8 @@ def test_load_never_unpickles(tmp_path, monkeypatch):
     c = load_checkpoint(p)
     assert c.optimizer_state is not None
     src = "".join(Path(m.__file__).read_text() for m in
-                  (ckpt_pkg, ckpt_pkg.format, ckpt_pkg.optimizer_state))
+                  (ckpt_pkg, ckpt_pkg.format, ckpt_pkg.reader,
+                   ckpt_pkg.optimizer_state))
     assert "import pickle" not in src and "torch.load(" not in src
 
 

@@ -89,7 +89,8 @@ def test_build_model_errors():
     with pytest.raises(ConfigError, match=r"model\.loss\.type: unknown loss type"):
         build_model(dict(type="TimmClassifier", model_name="test_resnet",
                          loss=dict(type="CrossEntropy")))
-    with pytest.raises(ConfigError, match="init_cfg.*not supported yet"):
+    with pytest.raises(ConfigError, match=r"model\.init_cfg\.checkpoint: checkpoint not found: "
+                                          r"x\.safetensors"):
         build_model(dict(type="TimmClassifier", model_name="test_resnet",
                          init_cfg=dict(type="Pretrained", checkpoint="x.safetensors")))
     model, _ = build_model(dict(type="TimmClassifier", model_name="test_resnet", init_cfg=None))

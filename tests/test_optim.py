@@ -67,8 +67,8 @@ def test_bad_kwarg_suggests(model):
         build_optimizer(model, dict(type="SGD", lr=0.1, momentun=0.9))
 
 
-def test_paramwise_cfg_rejected(model):
-    with pytest.raises(ConfigError, match="paramwise_cfg is not supported yet"):
+def test_paramwise_cfg_checked(model):  # implemented: tests/test_param_groups.py
+    with pytest.raises(ConfigError, match="norm_decay_mult: needs optimizer.weight_decay"):
         build_optimizer(model, dict(type="SGD", lr=0.1,
                                     paramwise_cfg=dict(norm_decay_mult=0.0)))
 

@@ -213,3 +213,57 @@ def test_quickstart_learns(tmp_path):
     assert best >= 90.0
     assert list(tmp_path.glob("best_accuracy_top-1_epoch_*"))
     assert torch.isfinite(torch.tensor(best))
+
+
+def test_bf16_from_config_and_launch_flag_wins(tmp_path):
+    res = run(["--config", str(TINY), "--work-dir", str(tmp_path / "cfg"), "--cfg-options",
+               "runner.max_epochs=1", "accelerator.mixed_precision=bf16"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert records(tmp_path / "cfg")[0]["env_info"]["mixed_precision"] == "bf16"
+    res = run(["--config", str(TINY), "--work-dir", str(tmp_path / "flag"), "--cfg-options",
+               "runner.max_epochs=1"], cwd=tmp_path,
+              launcher=(str(BIN / "accelerate"), "launch", "--num_processes", "1",
+                        "--num_machines", "1", "--mixed_precision", "bf16",
+                        "--dynamo_backend", "no"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    recs = records(tmp_path / "flag")
+    assert recs[0]["env_info"]["mixed_precision"] == "bf16"
+    assert all(r["loss"] == r["loss"] for r in recs if r.get("mode") == "train")  # finite
+
+
+@pytest.mark.parametrize("launcher", [
+    (sys.executable,),
+    (str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+     "1", "--mixed_precision", "no", "--dynamo_backend", "no")], ids=["1proc", "2proc"])
+def test_model_with_its_own_train_step(tmp_path, launcher):
+    cfg = tmp_path / "own.py"
+    cfg.write_text(f"_base_ = '{TINY}'\n"
+                   "model = dict(_delete_=True, type='SelfStepping', num_classes=4)\n"
+                   "custom_imports = dict(imports=['custom_models'])\n"
+                   "workflow = [('train', 1), ('val', 1)]\n")
+    env_path = f"{ROOT}{os.pathsep}{ROOT / 'tests' / 'data'}"
+    res = subprocess.run([*launcher, str(ROOT / "train.py"), "--config", str(cfg), "--work-dir",
+                          str(tmp_path / "w")], cwd=tmp_path, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": env_path}, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    recs = records(tmp_path / "w")
+    train = [r for r in recs if r.get("mode") == "train"]
+    assert {"loss", "loss_cls", "loss_reg"} <= set(train[0])
+    assert train[0]["loss"] == pytest.approx(train[0]["loss_cls"] + train[0]["loss_reg"])
+    # 64 samples, 16 per process: 4 (1 process) or 2 (2 processes) steps per epoch
+    assert train[-1]["step"] == (8 if len(launcher) == 1 else 4)
+    val = [r for r in recs if r.get("mode") == "val" and "loss" in r]
+    assert len(val) == 2
+
+
+def test_plain_registered_module(tmp_path):
+    cfg = tmp_path / "plain.py"
+    cfg.write_text(f"_base_ = '{TINY}'\n"
+                   "model = dict(_delete_=True, type='TinyNet', num_classes=4, width=4)\n"
+                   "custom_imports = dict(imports=['custom_models'])\n")
+    res = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(cfg),
+                          "--work-dir", str(tmp_path / "w")], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests' / 'data'}"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert any("accuracy_top-1" in r for r in records(tmp_path / "w"))

@@ -1,17 +1,22 @@
-"""Checkpoints: the directory format (:mod:`.format`), the optimizer state encoding
-(:mod:`.optimizer_state`), and the work-dir housekeeping defined here: finding the
-newest complete checkpoint, the ``latest`` pointer, safe deletion and cleanup of
+"""Checkpoints: the directory format and writer (:mod:`.format`), the reader
+(:mod:`.reader`), the optimizer state encoding (:mod:`.optimizer_state`), the resume
+compatibility check (:mod:`.compat`), weights-only loading (:mod:`.weights`), test-only
+fault injection (:mod:`.faults`), and the work-dir housekeeping defined here: finding
+the newest complete checkpoint, the ``latest`` pointer, safe deletion and cleanup of
 staging directories left by killed saves.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
 import time
 from pathlib import Path
 
+from .compat import check_compatible
+from .faults import kill_point
 from .format import (
     FORMAT,
     MANIFEST,
@@ -23,15 +28,15 @@ from .format import (
     _aside,
     _fsync_dir,
     _write_bytes,
-    load_checkpoint,
     save_checkpoint,
-    verify_checkpoint,
 )
 from .optimizer_state import flatten_optimizer_state, unflatten_optimizer_state
+from .reader import load_checkpoint, read_model_state, read_safetensors, verify_checkpoint
 
 __all__ = [
-    "FORMAT", "VERSION", "Checkpoint", "CheckpointError", "clean_staging", "find_latest",
-    "flatten_optimizer_state", "load_checkpoint", "read_latest_pointer", "remove_checkpoint",
+    "FORMAT", "VERSION", "Checkpoint", "CheckpointError", "check_compatible", "clean_staging",
+    "find_latest", "flatten_optimizer_state", "load_checkpoint", "prepare_work_dir",
+    "read_latest_pointer", "read_model_state", "read_safetensors", "remove_checkpoint",
     "save_checkpoint", "unflatten_optimizer_state", "update_latest_pointer", "verify_checkpoint",
 ]
 
@@ -54,35 +59,46 @@ def _peek_manifest(d: Path) -> dict | None:
         return None
 
 
-def find_latest(work_dir: str | Path, verify: str = "size") -> tuple[Path | None, list[str]]:
+def find_latest(work_dir: str | Path, verify: str = "checksum") -> tuple[Path | None, list[str]]:
     """The newest checkpoint under ``work_dir`` that verifies, and why newer ones did not.
 
     Candidates are visible sub-directories named ``epoch_N``/``iter_N`` or holding a
     manifest; newest means the highest ``meta['iter']``, then the latest manifest mtime.
+    They are verified newest first and the first that passes wins, so checksums are
+    computed only for it and for newer, damaged ones.
     """
     wd = Path(work_dir)
     if not wd.is_dir():
         return None, []
-    good: list[tuple[tuple[int, float], Path]] = []
-    bad: list[tuple[Path, str]] = []
+    ranked: list[tuple[tuple[int, float], Path]] = []
+    unreadable: list[Path] = []
     for d in sorted(wd.iterdir()):
         # Hidden entries are staging/trash dirs of unfinished saves and deletes.
         if d.name.startswith(".") or not d.is_dir():
             continue
         if not (_CKPT_NAME.fullmatch(d.name) or (d / MANIFEST).exists()):
             continue
-        try:
-            manifest = verify_checkpoint(d, verify)
-        except CheckpointError as e:
-            bad.append((d, str(e)))
-            continue
-        good.append(((_iter_of(manifest), (d / MANIFEST).stat().st_mtime), d))
-    best = max(good, key=lambda x: x[0]) if good else None
+        manifest = _peek_manifest(d)
+        if manifest is None:
+            unreadable.append(d)
+        else:
+            ranked.append(((_iter_of(manifest), (d / MANIFEST).stat().st_mtime), d))
+    best: tuple[tuple[int, float], Path] | None = None
     reasons = []
-    for d, msg in bad:
-        it = _iter_of(_peek_manifest(d))
-        if best is None or it > best[0][0] or (it < 0 and d.stat().st_mtime >= best[0][1]):
-            reasons.append(f"skipped {d.name}: {msg}")
+    for key, d in sorted(ranked, key=lambda x: x[0], reverse=True):
+        try:
+            verify_checkpoint(d, verify)
+        except CheckpointError as e:
+            reasons.append(f"skipped {d.name}: {e}")
+            continue
+        best = (key, d)
+        break
+    for d in unreadable:  # no usable manifest: report those that look newer than the winner
+        if best is None or d.stat().st_mtime >= best[0][1]:
+            try:
+                verify_checkpoint(d, "none")
+            except CheckpointError as e:
+                reasons.append(f"skipped {d.name}: {e}")
     return (best[1] if best else None), reasons
 
 
@@ -96,6 +112,7 @@ def update_latest_pointer(work_dir: str | Path, ckpt_path: str | Path) -> None:
         text = str(ckpt.resolve())
     tmp = wd / f"{_TMP_PREFIX}{os.getpid()}-{time.monotonic_ns()}"
     _write_bytes(tmp, (text + "\n").encode("utf-8"), fsync=True)
+    kill_point("latest")
     os.replace(tmp, wd / LATEST)
     _fsync_dir(wd)
 
@@ -124,6 +141,7 @@ def remove_checkpoint(path: str | Path) -> None:
     trash = _aside(d, TRASH_PREFIX)
     os.rename(d, trash)
     _fsync_dir(d.parent)
+    kill_point("rotation", lambda: (trash / MANIFEST).unlink())  # test-only
     shutil.rmtree(trash, ignore_errors=True)
 
 
@@ -144,4 +162,15 @@ def clean_staging(work_dir: str | Path) -> list[Path]:
             else:
                 p.unlink(missing_ok=True)
             removed.append(p)
+    return removed
+
+
+def prepare_work_dir(work_dir: str | Path, logger: logging.Logger | None = None) -> list[Path]:
+    """Clean what killed saves left in ``work_dir`` (see :func:`clean_staging`), with one
+    warning per removed entry. Main process only, before this run saves anything."""
+    removed = clean_staging(work_dir)
+    log = logger or logging.getLogger("acchooks")
+    for p in removed:
+        log.warning(f"removed {p.name} from {p.parent}: left by a save or delete that was "
+                    "interrupted (it was never a complete checkpoint)")
     return removed

@@ -1,4 +1,4 @@
-"""The checkpoint directory format: write, read and verify one checkpoint.
+"""The checkpoint directory format and its writer (the reader is :mod:`.reader`).
 
 A checkpoint is a directory such as ``<work_dir>/epoch_3`` holding ``model.safetensors``
 (loadable with plain ``safetensors.torch.load_file``), optionally ``optimizer.safetensors``
@@ -9,6 +9,7 @@ It becomes visible atomically: everything is written into a hidden staging direc
 next to the target, fsynced, then renamed into place. A kill at any moment leaves either
 the old checkpoint or the new one, never a half-written directory with a valid manifest.
 Only safetensors and strict JSON are read or written: nothing here can unpickle.
+The ``kill_point`` calls are test-only fault injection (see :mod:`.faults`).
 """
 from __future__ import annotations
 
@@ -28,20 +29,22 @@ from typing import Any
 import safetensors.torch
 import torch
 
-from .optimizer_state import flatten_optimizer_state, unflatten_optimizer_state
+from ..errors import ConfigError
+from .faults import kill_point, truncate_half
+from .optimizer_state import flatten_optimizer_state
 
 FORMAT, VERSION = "acchooks-checkpoint", 1
 MANIFEST, MODEL_FILE, STATE_FILE = "manifest.json", "model.safetensors", "state.json"
 OPTIM_TENSORS, OPTIM_JSON = "optimizer.safetensors", "optimizer.json"
 STAGING_PREFIX, TRASH_PREFIX = ".staging-", ".trash-"
-MAX_HEADER_BYTES = 100 * 1024**2  # real headers are KBs; a larger claim is corruption or hostile
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 _RESERVED_GROUPS = {"model", "optimizer", "state", "manifest"}
-_PTH_HINT = "if it is a .pth/.pt file from another tool, use load_from (weights only)"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be written or read; the message names the file."""
+class CheckpointError(ConfigError):
+    """A checkpoint that cannot be written or read; the message names the file.
+
+    A ConfigError (so a ValueError): the CLI reports it as bad input and exits with 2."""
 
 
 @dataclass
@@ -182,23 +185,6 @@ def _dedup(tensors: dict, label: str) -> tuple[dict[str, torch.Tensor], dict[str
     return out, aliases
 
 
-def _read_safetensors(f: Path, device: str | torch.device) -> dict[str, torch.Tensor]:
-    """``load_file`` after checking the header length, so a hostile file cannot make
-    the reader allocate a huge header buffer."""
-    size = f.stat().st_size
-    with open(f, "rb") as fh:
-        head = fh.read(8)
-    n = int.from_bytes(head, "little") if len(head) == 8 else -1
-    if n < 0 or n > size - 8 or n > MAX_HEADER_BYTES:
-        raise CheckpointError(
-            f"{f}: not a valid safetensors file: header claims {n} bytes but the file has "
-            f"{size} bytes (limit {MAX_HEADER_BYTES}); the file is corrupt or not a checkpoint")
-    try:
-        return safetensors.torch.load_file(f, device=str(device))
-    except Exception as e:  # safetensors raises its own error types
-        raise CheckpointError(f"{f}: safetensors could not read it ({e})") from e
-
-
 def _versions() -> dict[str, str]:
     out = {}
     for pkg in ("torch", "safetensors", "accelerate", "timm", "acchooks"):
@@ -257,6 +243,9 @@ def save_checkpoint(path: str | Path, *, model_state: dict[str, torch.Tensor],
             del uniq  # free the CPU copy before the next group
             if fsync:
                 _fsync_file(staging / fname)
+            if fname in (MODEL_FILE, OPTIM_TENSORS):
+                kill_point("model" if fname == MODEL_FILE else "optimizer",
+                           truncate_half(staging / fname))
             if al:
                 aliases[fname] = al
         for fname, data in jsons.items():
@@ -265,6 +254,7 @@ def save_checkpoint(path: str | Path, *, model_state: dict[str, torch.Tensor],
         for fname in [*groups, *jsons]:
             f = staging / fname
             files[fname] = {"size": f.stat().st_size, **({"sha256": _sha256(f)} if checksum else {})}
+        kill_point("before_manifest")
         manifest = {"format": FORMAT, "version": VERSION,
                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "meta": meta or {}, "versions": _versions(), "contents": contents,
@@ -272,6 +262,7 @@ def save_checkpoint(path: str | Path, *, model_state: dict[str, torch.Tensor],
         _write_bytes(staging / MANIFEST, _dumps(manifest, MANIFEST), fsync)
         if fsync:
             _fsync_dir(staging)
+        kill_point("before_rename")
         _commit(staging, target, fsync)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -297,81 +288,3 @@ def _commit(staging: Path, target: Path, fsync: bool) -> None:
         shutil.rmtree(trash, ignore_errors=True)
 
 
-# ----------------------------------------------------------------------------- load
-def verify_checkpoint(path: str | Path, verify: str = "checksum") -> dict:
-    """Check the manifest and every file it lists; return the manifest."""
-    if verify not in ("checksum", "size", "none"):
-        raise ValueError(f"verify must be 'checksum', 'size' or 'none', got {verify!r}")
-    d = Path(path)
-    if d.is_file():
-        raise CheckpointError(f"not an acchooks checkpoint: {d} is a file, not a "
-                              f"checkpoint directory; {_PTH_HINT}")
-    if not d.is_dir():
-        raise CheckpointError(f"checkpoint {d} does not exist")
-    if not (d / MANIFEST).is_file():
-        raise CheckpointError(f"not an acchooks checkpoint: {d} has no {MANIFEST}; {_PTH_HINT}")
-    manifest = _read_json(d / MANIFEST)
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
-        raise CheckpointError(f"{d / MANIFEST}: expected format '{FORMAT}', found {found!r}")
-    if not isinstance(manifest.get("version"), int) or manifest["version"] > VERSION:
-        raise CheckpointError(f"{d / MANIFEST}: format version {manifest.get('version')!r} is "
-                              f"not supported (this acchooks reads <= {VERSION}); upgrade acchooks")
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not isinstance(manifest.get("contents"), dict):
-        raise CheckpointError(f"{d / MANIFEST}: expected 'files' and 'contents' mappings")
-    for name, info in files.items():
-        f = d / _check_name(name, str(d / MANIFEST))
-        if verify == "none":
-            continue
-        if not f.is_file():
-            raise CheckpointError(f"{f}: missing; {MANIFEST} lists it with {info.get('size')} "
-                                  "bytes (hint: the checkpoint was damaged; use an older one)")
-        actual = f.stat().st_size
-        if actual != info.get("size"):
-            raise CheckpointError(f"{f}: expected {info.get('size')} bytes (from {MANIFEST}), "
-                                  f"found {actual} bytes; the file is truncated or was changed")
-        if verify == "checksum" and info.get("sha256"):
-            digest = _sha256(f)
-            if digest != info["sha256"]:
-                raise CheckpointError(f"{f}: expected sha256 {info['sha256']}, found {digest}; "
-                                      "the file is corrupt (same size, different bytes)")
-    return manifest
-
-
-def load_checkpoint(path: str | Path, *, verify: str = "checksum",
-                    map_location: str | torch.device = "cpu") -> Checkpoint:
-    """Verify and read a checkpoint directory written by :func:`save_checkpoint`.
-
-    ``map_location`` applies to the model and the extra tensor groups.
-    """
-    d = Path(path)
-    manifest = verify_checkpoint(d, verify)
-    contents, aliases = manifest["contents"], manifest.get("aliases", {})
-    listed = manifest["files"]
-
-    def read_group(fname: str, device: str | torch.device = map_location) -> dict[str, torch.Tensor]:
-        if _check_name(fname, str(d / MANIFEST)) not in listed:
-            raise CheckpointError(f"{d / MANIFEST}: '{fname}' is used but not listed in 'files'")
-        out = _read_safetensors(d / fname, device)
-        for alias, key in aliases.get(fname, {}).items():
-            if key not in out:
-                raise CheckpointError(f"{d / fname}: alias '{alias}' points to missing '{key}'")
-            out[alias] = out[key]  # tied weights: same tensor under both names
-        return out
-
-    model_state = read_group(contents.get("model") or MODEL_FILE)
-    optimizer_state = None
-    if contents.get("optimizer"):
-        tfile, jfile = contents["optimizer"]
-        # Always CPU, as optimizer.state_dict() has them: load_state_dict moves each state
-        # tensor to its param's device but keeps Adam's 'step' where it finds it.
-        otensors = read_group(tfile, "cpu")
-        data = _read_json(d / _check_name(jfile, str(d / MANIFEST)))
-        try:
-            optimizer_state = unflatten_optimizer_state(otensors, data)
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
-            raise CheckpointError(f"{d / jfile}: cannot rebuild the optimizer state ({e})") from e
-    groups = {name: read_group(f) for name, f in contents.get("tensors", {}).items()}
-    state = _read_json(d / _check_name(contents["state"], str(d))) if contents.get("state") else {}
-    return Checkpoint(d, manifest, model_state, optimizer_state, groups, state)

@@ -79,12 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     for w in warnings:
         logger.warning(w)
     logger.info(f"Config:\n{cfg.pretty_text}")
+    from ..runner.preemption import EXIT_PREEMPTED, Preempted
     try:
         runner = build_runner(cfg, logger, timestamp)
         runner.run()
     except ConfigError as e:
         logger.error(f"acchooks: error: {e}")
         return EXIT_BAD_INPUT
+    except Preempted as e:
+        logger.warning(f"{e}; exiting with status {EXIT_PREEMPTED} (resume with --resume auto)")
+        return EXIT_PREEMPTED
     return 0
 
 

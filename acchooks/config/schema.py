@@ -244,7 +244,6 @@ def _check_data(data: Mapping) -> list[str]:
 
 def _check_hooks(cfg: Mapping, ok) -> list[str]:
     from ..evaluation.metrics import check_metrics
-    from ..schedules import check_policy_args
 
     problems = []
     if ok("optimizer_config") and cfg["optimizer_config"] is not None:
@@ -252,13 +251,8 @@ def _check_hooks(cfg: Mapping, ok) -> list[str]:
                                      default_type="OptimizerHook")
     for key, hook in (("lr_config", "LrUpdaterHook"), ("momentum_config", "MomentumUpdaterHook")):
         sub = cfg.get(key) if ok(key) else None
-        if sub is not None:
-            own = set(accepted_arguments(HOOKS.get(hook))[0])
-            if "policy" not in sub:
-                problems.append(f"{key}.policy: missing (e.g. policy='step')")
-            else:
-                policy_args = {k: v for k, v in sub.items() if k not in own and k != "type"}
-                problems += check_policy_args(sub["policy"], policy_args, key)
+        if sub is not None:  # policy= or a hook-name type=, checked by the hook class
+            problems += HOOKS.get(hook).check_config(sub, path=key)
     if ok("checkpoint_config") and cfg["checkpoint_config"] is not None:
         problems += check_registered(HOOKS, cfg["checkpoint_config"], "checkpoint_config",
                                      default_type="CheckpointHook")

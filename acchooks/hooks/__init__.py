@@ -1,5 +1,7 @@
 """Hooks: the contract (stages, priority, Hook, the dispatch table) and the built-ins."""
 from .checkpoint import CheckpointHook
+from .ema import EMAHook
+from .empty_cache import EmptyCacheHook
 from .evaluation import EvalHook
 from .hook import Hook
 from .iter_timer import IterTimerHook
@@ -7,11 +9,14 @@ from .logger import LoggerHook, TensorboardLoggerHook, TextLoggerHook
 from .optimizer import OptimizerHook
 from .param_scheduler import LrUpdaterHook, MomentumUpdaterHook
 from .priority import Priority, get_priority
+from .profiler import ProfilerHook
 from .stages import STAGES
+from .sync_buffers import SyncBuffersHook
 from .table import HookTable
 
 __all__ = [
     "Hook", "HookTable", "Priority", "get_priority", "STAGES", "CheckpointHook", "EvalHook",
     "IterTimerHook", "LoggerHook", "TextLoggerHook", "TensorboardLoggerHook", "OptimizerHook",
-    "LrUpdaterHook", "MomentumUpdaterHook",
+    "LrUpdaterHook", "MomentumUpdaterHook", "EMAHook", "SyncBuffersHook", "EmptyCacheHook",
+    "ProfilerHook",
 ]

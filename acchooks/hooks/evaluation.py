@@ -4,10 +4,16 @@ Every process runs its shard; ``accelerator.gather_for_metrics`` brings the pred
 together exactly once per sample (the distributed sampler's padding is dropped), so the
 metrics equal a single-process run. With ``save_best`` the best weights are kept as
 ``best_<metric>_epoch_<N>`` (``_iter_`` for iteration-based runs).
+
+Scores are softmax probabilities, as mmcls's heads return them, so ``thrs`` means the
+same as there. A hook with an ``evaluation_weights(runner)`` context manager (EMAHook)
+is entered around the evaluation and the best-checkpoint save: the metrics and the
+best weights are those of the weights it puts in the model.
 """
 from __future__ import annotations
 
 import math
+from contextlib import ExitStack
 from typing import Any
 
 import torch
@@ -18,9 +24,26 @@ from ..registry import HOOKS
 from .hook import Hook
 from .priority import Priority
 
-# mmcv: a metric whose name contains one of these is "greater is better" / "less is better"
-GREATER_KEYS = ("acc", "top", "AR@", "auc", "precision", "mAP", "mDice", "mIoU", "mAcc", "aAcc", "f1")
+# mmcv's defaults (plus recall and f1): a metric named like one of these is "greater is
+# better" / "less is better"; exact names first, then substrings, greater before less
+GREATER_KEYS = ("acc", "top", "AR@", "auc", "precision", "mAP", "mDice", "mIoU", "mAcc", "aAcc",
+                "recall", "f1")
 LESS_KEYS = ("loss",)
+
+
+def infer_rule(key: str, greater_keys=GREATER_KEYS, less_keys=LESS_KEYS) -> str | None:
+    """mmcv's ``EvalHook._init_rule``: 'greater', 'less' or None when it cannot tell."""
+    k = key.lower()
+    greater, less = [g.lower() for g in greater_keys], [x.lower() for x in less_keys]
+    if k in greater:
+        return "greater"
+    if k in less:
+        return "less"
+    if any(g in k for g in greater):
+        return "greater"
+    if any(x in k for x in less):
+        return "less"
+    return None
 
 
 @HOOKS.register_module()
@@ -30,7 +53,8 @@ class EvalHook(Hook):
     def __init__(self, dataloader=None, interval: int = 1, start: int | None = None,
                  by_epoch: bool = True, metric: str | list[str] = "accuracy",
                  metric_options: dict | None = None, save_best: bool | str | None = None,
-                 rule: str | None = None, out_dir: str | None = None):
+                 rule: str | None = None, out_dir: str | None = None,
+                 greater_keys: list[str] | None = None, less_keys: list[str] | None = None):
         problems = check_metrics(metric, metric_options, "evaluation")
         if not isinstance(interval, int) or interval <= 0:
             problems.append(f"evaluation.interval: expected a positive int, got {interval!r}")
@@ -44,6 +68,9 @@ class EvalHook(Hook):
         self.interval, self.start, self.by_epoch = interval, start, by_epoch
         self.metric, self.metric_options = metric, metric_options or {}
         self.save_best, self.rule, self.out_dir = save_best, rule, out_dir
+        # mmcv: user keys extend the defaults
+        self.greater_keys = GREATER_KEYS + tuple(greater_keys or ())
+        self.less_keys = LESS_KEYS + tuple(less_keys or ())
         self.best_score: float | None = None
         self.best_ckpt: str | None = None
         self.key_indicator: str | None = None
@@ -73,17 +100,28 @@ class EvalHook(Hook):
             with runner.accelerator.autocast():
                 logits = model(inputs)
             logits, target = runner.accelerator.gather_for_metrics((logits.float(), target))
-            scores.append(logits.cpu())
+            scores.append(logits.softmax(dim=1).cpu())
             targets.append(target.cpu())
         model.train(was_training)
         return torch.cat(scores), torch.cat(targets)
 
+    @staticmethod
+    def _weights_context(runner) -> ExitStack:
+        """Enter every registered hook's ``evaluation_weights`` context (EMA weights)."""
+        stack = ExitStack()
+        for hook in runner.hooks.hooks:
+            enter = getattr(hook, "evaluation_weights", None)
+            if callable(enter):
+                stack.enter_context(enter(runner))
+        return stack
+
     def _evaluate_and_publish(self, runner) -> None:
-        scores, targets = self.predict(runner)
-        results = evaluate(scores, targets, self.metric, self.metric_options)
-        runner.log_buffer.put(results, mode="val", iters=len(self.dataloader))
-        if self.save_best:
-            self._save_best(runner, results)
+        with self._weights_context(runner):
+            scores, targets = self.predict(runner)
+            results = evaluate(scores, targets, self.metric, self.metric_options)
+            runner.log_buffer.put(results, mode="val", iters=len(self.dataloader))
+            if self.save_best:
+                self._save_best(runner, results)
 
     def _save_best(self, runner, results: dict[str, float]) -> None:
         key = next(iter(results)) if self.save_best in (True, "auto") else self.save_best
@@ -91,9 +129,7 @@ class EvalHook(Hook):
             raise ConfigError(f"evaluation.save_best: '{key}' is not among the computed metrics "
                               f"{list(results)}")
         self.key_indicator = key
-        rule = self.rule or ("less" if any(k in key for k in LESS_KEYS)
-                             else "greater" if any(k.lower() in key.lower() for k in GREATER_KEYS)
-                             else None)
+        rule = self.rule or infer_rule(key, self.greater_keys, self.less_keys)
         if rule is None:
             raise ConfigError(f"evaluation.rule: cannot infer whether '{key}' is better greater "
                               f"or less; set rule='greater' or rule='less'")

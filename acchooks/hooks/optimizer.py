@@ -5,9 +5,16 @@ fp16 and divides it for gradient accumulation; inside the runner's
 ``accelerator.accumulate(model)`` block DDP skips the all-reduce on micro-steps, and the
 prepared optimizer only really steps when ``accelerator.sync_gradients`` is True.
 ``runner.step`` counts optimizer steps that really happened (not micro-steps, not fp16
-steps skipped for overflow), which is what the schedules follow.
+steps skipped for overflow, not steps skipped for non-finite values), which is what the
+schedules follow.
+
+Gradient accumulation is Accelerate's (``accelerator=dict(gradient_accumulation_steps=N)``)
+or mmcv's ``optimizer_config=dict(type='GradientCumulativeOptimizerHook',
+cumulative_iters=N)``, which the builder maps onto the same Accelerator setting.
 """
 from __future__ import annotations
+
+import torch
 
 from ..errors import ConfigError, did_you_mean
 from ..registry import HOOKS
@@ -16,39 +23,97 @@ from .priority import Priority
 
 NORM_KEYS = {"max_norm", "norm_type"}
 VALUE_KEYS = {"clip_value"}
+NONFINITE = (None, "raise", "skip")
+
+
+def _check_grad_clip(grad_clip) -> None:
+    if not isinstance(grad_clip, dict):
+        raise ConfigError(f"optimizer_config.grad_clip: expected a dict such as "
+                          f"dict(max_norm=35, norm_type=2) or None, got {grad_clip!r}")
+    allowed = NORM_KEYS | VALUE_KEYS
+    bad = [k for k in grad_clip if k not in allowed]
+    if bad:
+        raise ConfigError([f"optimizer_config.grad_clip: unexpected key '{k}'"
+                           f"{did_you_mean(k, allowed)} (accepted: {sorted(allowed)})" for k in bad])
+    if not ("max_norm" in grad_clip) ^ ("clip_value" in grad_clip):
+        raise ConfigError("optimizer_config.grad_clip: give either max_norm (with optional "
+                          f"norm_type) or clip_value, got {grad_clip}")
 
 
 @HOOKS.register_module()
 class OptimizerHook(Hook):
     """``optimizer_config=dict(grad_clip=dict(max_norm=35, norm_type=2))``; ``grad_clip=
-    dict(clip_value=1.0)`` clips by value. The gradient norm is logged as ``grad_norm``."""
+    dict(clip_value=1.0)`` clips by value. The gradient norm is logged as ``grad_norm``
+    whenever it is computed (norm clipping, or a ``nonfinite`` policy).
+
+    ``nonfinite='raise'`` stops at the first optimizer step whose loss or gradients are
+    NaN/inf on any process, naming the step, the processes and the loss terms;
+    ``'skip'`` drops that step on every process (zero_grad, no update, the schedules do
+    not advance) and logs the running count as ``skipped_steps``. The decision is taken
+    jointly (one gather of a flag) so the replicas never diverge.
+    """
 
     priority = Priority.ABOVE_NORMAL
 
-    def __init__(self, grad_clip: dict | None = None, detect_anomalous_params: bool = False):
+    def __init__(self, grad_clip: dict | None = None, detect_anomalous_params: bool = False,
+                 cumulative_iters: int = 1, nonfinite: str | None = None):
         if grad_clip is not None:
-            if not isinstance(grad_clip, dict):
-                raise ConfigError(f"optimizer_config.grad_clip: expected a dict such as "
-                                  f"dict(max_norm=35, norm_type=2) or None, got {grad_clip!r}")
-            allowed = NORM_KEYS | VALUE_KEYS
-            bad = [k for k in grad_clip if k not in allowed]
-            if bad:
-                raise ConfigError([f"optimizer_config.grad_clip: unexpected key '{k}'"
-                                   f"{did_you_mean(k, allowed)} (accepted: {sorted(allowed)})" for k in bad])
-            if not ("max_norm" in grad_clip) ^ ("clip_value" in grad_clip):
-                raise ConfigError("optimizer_config.grad_clip: give either max_norm (with optional "
-                                  f"norm_type) or clip_value, got {grad_clip}")
+            _check_grad_clip(grad_clip)
+        if not isinstance(cumulative_iters, int) or isinstance(cumulative_iters, bool) \
+                or cumulative_iters < 1:
+            raise ConfigError(f"optimizer_config.cumulative_iters: expected a positive int, "
+                              f"got {cumulative_iters!r}")
+        if nonfinite not in NONFINITE:
+            raise ConfigError(f"optimizer_config.nonfinite: expected 'raise', 'skip' or None, "
+                              f"got {nonfinite!r}")
         self.grad_clip = grad_clip
         self.detect_anomalous_params = detect_anomalous_params
+        self.cumulative_iters = cumulative_iters
+        self.nonfinite = nonfinite
+        self.skipped_steps = 0
+        self._bad_loss: torch.Tensor | None = None  # any non-finite loss in this window
+
+    def state_dict(self) -> dict:
+        return {"skipped_steps": self.skipped_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+
+    def before_run(self, runner) -> None:
+        n = runner.accelerator.gradient_accumulation_steps
+        if self.cumulative_iters > 1 and n != self.cumulative_iters:
+            raise ConfigError(f"optimizer_config.cumulative_iters={self.cumulative_iters} but the "
+                              f"Accelerator accumulates {n} micro-batches (accelerator."
+                              f"gradient_accumulation_steps or accelerate launch); make them equal")
+        if n > 1 and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                         for m in runner.unwrapped_model.modules()):
+            runner.logger.warning(f"accumulating {n} micro-batches: BatchNorm statistics still "
+                                  f"come from each micro-batch (as in mmcv)")
+
+    def _loss_factor(self, runner, n: int) -> int:
+        """mmcv's GradientCumulativeOptimizerHook: the last, incomplete window of an epoch
+        is averaged over its own size. Accelerate always divides by ``n``."""
+        length = runner.epoch_length
+        rest = length % n
+        return rest if rest and runner.inner_iter >= length - rest else n
 
     def after_train_iter(self, runner) -> None:
         acc = runner.accelerator
         loss = runner.outputs["loss"]
         if self.detect_anomalous_params:
             self._detect_anomalous_parameters(loss, runner)
-        acc.backward(loss)
-        if self.grad_clip is not None and acc.sync_gradients:
-            params = [p for p in runner.model.parameters() if p.grad is not None]
+        if self.nonfinite is not None:
+            bad = ~torch.isfinite(loss.detach())
+            self._bad_loss = bad if self._bad_loss is None else self._bad_loss | bad
+        n = acc.gradient_accumulation_steps
+        factor = self._loss_factor(runner, n) if n > 1 else n
+        acc.backward(loss * (n / factor) if factor != n else loss)
+        if not acc.sync_gradients:
+            return
+        params = [p for p in runner.model.parameters() if p.grad is not None]
+        if self.nonfinite is not None and self._skip_nonfinite(runner, params):
+            return
+        if self.grad_clip is not None:
             if "clip_value" in self.grad_clip:
                 acc.clip_grad_value_(params, self.grad_clip["clip_value"])
             elif params:
@@ -57,8 +122,44 @@ class OptimizerHook(Hook):
                 runner.log_buffer.update({"grad_norm": norm.detach()})
         runner.optimizer.step()
         runner.optimizer.zero_grad(set_to_none=True)
-        if acc.sync_gradients and not acc.optimizer_step_was_skipped:
+        if acc.optimizer_step_was_skipped:  # fp16 overflow: GradScaler skipped the update
+            self.skipped_steps += 1
+            runner.logger.debug(f"fp16 overflow: step {runner.step} skipped, loss scale lowered")
+        else:
             runner.step += 1
+        if self.nonfinite == "skip" or acc.scaler is not None:
+            runner.log_buffer.update({"skipped_steps": float(self.skipped_steps)})
+
+    def _skip_nonfinite(self, runner, params: list[torch.Tensor]) -> bool:
+        """Decide jointly whether this step is non-finite anywhere; raise or skip."""
+        acc = runner.accelerator
+        bad = self._bad_loss.reshape(()).clone() if self._bad_loss is not None else \
+            torch.zeros((), dtype=torch.bool, device=acc.device)
+        self._bad_loss = None
+        norm = None
+        if params and acc.scaler is None:  # under fp16 the GradScaler owns inf gradients
+            norm = torch.linalg.vector_norm(torch.stack(
+                [torch.linalg.vector_norm(p.grad.detach().float()) for p in params]))
+            bad = bad | ~torch.isfinite(norm)
+        flags = acc.gather(bad.float().reshape(1).to(acc.device))  # one collective
+        if not bool(flags.any()):
+            if norm is not None and self.grad_clip is None:
+                runner.log_buffer.update({"grad_norm": norm})
+            return False
+        ranks = [i for i, f in enumerate(flags.tolist()) if f]
+        terms = {k: float(v) for k, v in runner.outputs.get("log_vars", {}).items()}
+        where = (f"optimizer step {runner.step} (epoch {runner.epoch + 1}, iter {runner.iter + 1})"
+                 f" on process(es) {ranks} of {acc.num_processes}")
+        if self.nonfinite == "raise":
+            raise FloatingPointError(f"non-finite loss or gradients at {where}; loss terms on "
+                                     f"process {acc.process_index}: {terms}; set "
+                                     f"optimizer_config.nonfinite='skip' to skip such steps")
+        runner.optimizer.zero_grad(set_to_none=True)
+        self.skipped_steps += 1
+        runner.log_buffer.update({"skipped_steps": float(self.skipped_steps)})
+        runner.logger.warning(f"skipped non-finite {where}; loss terms on process "
+                              f"{acc.process_index}: {terms} ({self.skipped_steps} skipped so far)")
+        return True
 
     @staticmethod
     def _detect_anomalous_parameters(loss, runner) -> None:
@@ -76,3 +177,10 @@ class OptimizerHook(Hook):
             if p.requires_grad and p not in reached:
                 runner.logger.error(f"{name} with shape {tuple(p.size())} is not in the "
                                     f"computational graph")
+
+
+@HOOKS.register_module()
+class GradientCumulativeOptimizerHook(OptimizerHook):
+    """mmcv's ``optimizer_config=dict(type='GradientCumulativeOptimizerHook',
+    cumulative_iters=4)``: the OptimizerHook with Accelerate's accumulation over
+    ``cumulative_iters`` micro-batches (the builder configures the Accelerator)."""

@@ -5,47 +5,119 @@ The value is recomputed from the counters every iteration (no hidden state), so 
 resumed run gets exactly the values of an uninterrupted one. ``progress`` is the epoch
 when ``by_epoch=True`` and the optimizer-step count otherwise; warmup always counts
 optimizer steps (accumulation micro-steps and skipped fp16 steps do not count).
+
+A policy is chosen as in mmcv: ``lr_config=dict(policy='CosineAnnealing', ...)``, or by
+its hook name, ``dict(type='CosineAnnealingLrUpdaterHook', ...)``; every name is also
+registered in HOOKS (``StepLrUpdaterHook``, ``CyclicMomentumUpdaterHook``, ...).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError
-from ..registry import HOOKS, LR_POLICIES
-from ..schedules import check_policy_args, policy_key
+from ..registry import HOOKS
+from ..schedules import check_policy_args, policy_key, registry_for
 from .hook import Hook
 from .priority import Priority
 
 WARMUPS = ("constant", "linear", "exp")
+_OWN = ("policy", "by_epoch", "warmup", "warmup_iters", "warmup_ratio", "warmup_by_epoch")
 
 
 class _ParamSchedulerHook(Hook):
-    def __init__(self, policy: str = "fixed", by_epoch: bool = True, warmup: str | None = None,
-                 warmup_iters: int = 0, warmup_ratio: float = 0.1,
-                 warmup_by_epoch: bool = False, **policy_args: Any):
-        path = self._config_key
-        problems = check_policy_args(policy, policy_args, path)
-        if warmup is not None and warmup not in WARMUPS:
-            problems.append(f"{path}.warmup: '{warmup}' is not supported; use one of {WARMUPS} or None")
-        if warmup is not None and not warmup_iters > 0:
-            problems.append(f"{path}.warmup_iters: must be a positive integer when warmup is set, got {warmup_iters}")
-        if not 0 < warmup_ratio <= 1.0:
-            problems.append(f"{path}.warmup_ratio: must be in (0, 1], got {warmup_ratio}")
+    _config_key = ""  # 'lr_config' / 'momentum_config'
+    _value_key = ""  # the group key the base value is remembered under, as in mmcv
+    default_warmup_ratio = 0.1
+    policy_name: str | None = None  # fixed by the per-policy subclasses
+
+    def __init__(self, policy: str | None = None, by_epoch: bool | None = None,
+                 warmup: str | None = None, warmup_iters: int = 0,
+                 warmup_ratio: float | None = None, warmup_by_epoch: bool = False,
+                 **policy_args: Any):
+        args = {"policy": policy, "by_epoch": by_epoch, "warmup": warmup,
+                "warmup_iters": warmup_iters, "warmup_ratio": warmup_ratio,
+                "warmup_by_epoch": warmup_by_epoch, **policy_args}
+        problems = self.check_config({k: v for k, v in args.items() if v is not None},
+                                     path=self._config_key)
         if problems:
             raise ConfigError(problems)
-        self.policy = policy
-        self.fn = LR_POLICIES.get(policy_key(policy))
+        self.policy = policy_key(policy or self.policy_name or "Fixed")
+        self.fn = registry_for(self._config_key).get(self.policy)
+        self.spec = self.fn.spec
         self.policy_args = policy_args
-        self.by_epoch = by_epoch
+        self.by_epoch = (not self.spec.iter_only) if by_epoch is None else by_epoch
         self.warmup = warmup
         self.warmup_iters = warmup_iters
-        self.warmup_ratio = warmup_ratio
+        self.warmup_ratio = self.default_warmup_ratio if warmup_ratio is None else warmup_ratio
         self.warmup_by_epoch = warmup_by_epoch
         self.base_values: list[float] = []
+        self.group_args: list[dict[str, Any]] = []
 
-    # subclasses: which group key, how warmup scales
-    _config_key = ""
+    # ------------------------------------------------------------ config
+    @classmethod
+    def resolve(cls, cfg: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """Constructor arguments for ``cfg`` (``policy=`` or a hook-name ``type=``)."""
+        args, path = dict(cfg), cls._config_key
+        type_ = args.pop("type", None)
+        base = cls.__mro__[0].__name__ if cls.policy_name is None else cls.__mro__[1].__name__
+        if type_ is not None and type_ != base:
+            named = type_[:-len(base)] if type_.endswith(base) else None
+            if not named or named not in registry_for(path):
+                choices = [f"{k}{base}" for k in registry_for(path).keys()]
+                from ..errors import did_you_mean
+                return args, [f"{path}.type: unknown {base} '{type_}'{did_you_mean(type_, choices)} "
+                              f"(use policy=... or one of: {', '.join(choices)})"]
+            if "policy" in args and policy_key(str(args["policy"])) != named:
+                return args, [f"{path}: type '{type_}' and policy '{args['policy']}' disagree; "
+                              f"give one of them"]
+            args["policy"] = named
+        elif "policy" not in args and cls.policy_name is None:
+            return args, [f"{path}.policy: missing (e.g. policy='step')"]
+        return args, []
 
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any], path: str | None = None) -> list[str]:
+        """Every problem of a ``lr_config`` / ``momentum_config`` dict, nothing built."""
+        path = path or cls._config_key
+        args, problems = cls.resolve(cfg)
+        if problems:
+            return problems
+        policy = args.get("policy", cls.policy_name)
+        policy_args = {k: v for k, v in args.items() if k not in _OWN}
+        problems = check_policy_args(policy, policy_args, path)
+        if problems:
+            return problems
+        spec = registry_for(path).get(policy_key(policy)).spec
+        by_epoch = args.get("by_epoch")
+        if by_epoch is not None and not isinstance(by_epoch, bool):
+            problems.append(f"{path}.by_epoch: expected True or False, got {by_epoch!r}")
+        if spec.iter_only and by_epoch:
+            problems.append(f"{path}.by_epoch: policy '{policy}' only supports by_epoch=False "
+                            f"(as in mmcv); remove by_epoch")
+        warmup = args.get("warmup")
+        if warmup is not None:
+            if warmup not in WARMUPS:
+                problems.append(f"{path}.warmup: '{warmup}' is not a supported type for warming "
+                                f"up; use one of {', '.join(WARMUPS)} or None")
+            iters = args.get("warmup_iters", 0)
+            if not isinstance(iters, int) or isinstance(iters, bool) or iters <= 0:
+                problems.append(f"{path}.warmup_iters: must be a positive integer when warmup "
+                                f"is set, got {iters!r}")
+            ratio = args.get("warmup_ratio", cls.default_warmup_ratio)
+            if not isinstance(ratio, (int, float)) or not 0 < ratio <= 1.0:
+                problems.append(f"{path}.warmup_ratio: must be in (0, 1], got {ratio!r}")
+        return problems
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> _ParamSchedulerHook:
+        """The hook for a ``lr_config`` / ``momentum_config`` dict."""
+        args, problems = cls.resolve(cfg)
+        if problems:
+            raise ConfigError(problems)
+        return cls(**args)
+
+    # ------------------------------------------------------------ subclasses
     def _get(self, group: dict) -> float:
         raise NotImplementedError
 
@@ -55,12 +127,32 @@ class _ParamSchedulerHook(Hook):
     def _warmup(self, regular: float, cur: int, total: int) -> float:
         raise NotImplementedError
 
+    # ------------------------------------------------------------ stages
     def before_run(self, runner) -> None:
         groups = runner.optimizer.param_groups
-        key = f"initial_{self._config_key.split('_')[0]}"
         for g in groups:  # remember the configured values once, like mmcv's initial_lr
-            g.setdefault(key, self._get(g))
-        self.base_values = [g[key] for g in groups]
+            g.setdefault(self._value_key, self._get(g))
+        self.base_values = [g[self._value_key] for g in groups]
+        path, problems = self._config_key, []
+        self.group_args = [dict(self.policy_args) for _ in groups]
+        for key in self.spec.per_group:
+            value = self.policy_args.get(key)
+            if isinstance(value, (list, tuple)):
+                if len(value) != len(groups):
+                    problems.append(f"{path}.{key}: expected {len(groups)} values (one per param "
+                                    f"group), got {len(value)}")
+                    continue
+                for args, v in zip(self.group_args, value, strict=True):
+                    args[key] = v
+        if self.by_epoch and runner.max_epochs is None and self.spec.needs_max:
+            problems.append(f"{path}: policy '{self.policy}' with by_epoch=True needs an "
+                            f"EpochBasedRunner (max_epochs); set by_epoch=False")
+        elif self.spec.run_check is not None:
+            limit = runner.max_epochs if self.by_epoch else runner.max_steps
+            problems += [f"{path} ({self.policy}): {p}"
+                         for p in self.spec.run_check(self.policy_args, limit)]
+        if problems:
+            raise ConfigError(problems)
 
     def values_at(self, step: int, epoch: int, steps_per_epoch: int, max_steps: int,
                   max_epochs: int | None) -> list[float]:
@@ -69,7 +161,8 @@ class _ParamSchedulerHook(Hook):
             progress, max_progress = epoch, max_epochs
         else:
             progress, max_progress = step, max_steps
-        regular = [self.fn(b, progress, max_progress, **self.policy_args) for b in self.base_values]
+        regular = [self.fn(b, progress, max_progress, **a)
+                   for b, a in zip(self.base_values, self.group_args, strict=True)]
         warmup_iters = self.warmup_iters * steps_per_epoch if self.warmup_by_epoch else self.warmup_iters
         if self.warmup is None or step >= warmup_iters:
             return regular
@@ -88,6 +181,7 @@ class LrUpdaterHook(_ParamSchedulerHook):
 
     priority = Priority.VERY_HIGH
     _config_key = "lr_config"
+    _value_key = "initial_lr"
 
     def _get(self, group: dict) -> float:
         return group["lr"]
@@ -106,10 +200,13 @@ class LrUpdaterHook(_ParamSchedulerHook):
 @HOOKS.register_module()
 class MomentumUpdaterHook(_ParamSchedulerHook):
     """``momentum_config=dict(policy='CosineAnnealing', min_momentum_ratio=..)``: SGD
-    ``momentum`` or Adam-family ``betas[0]``. Warmup divides, as in mmcv."""
+    ``momentum`` or Adam-family ``betas[0]``. Warmup divides, as in mmcv (default
+    ``warmup_ratio=0.9``)."""
 
     priority = Priority.HIGH
     _config_key = "momentum_config"
+    _value_key = "initial_momentum"
+    default_warmup_ratio = 0.9
 
     def before_run(self, runner) -> None:
         g0 = runner.optimizer.param_groups[0]
@@ -133,3 +230,16 @@ class MomentumUpdaterHook(_ParamSchedulerHook):
         if self.warmup == "linear":
             return regular / (1 - (1 - cur / total) * (1 - self.warmup_ratio))
         return regular / self.warmup_ratio ** (1 - cur / total)
+
+
+def _register_named(base: type[_ParamSchedulerHook]) -> None:
+    """mmcv's per-policy hook names (``StepLrUpdaterHook``), each the base hook with its
+    policy fixed."""
+    for name in registry_for(base._config_key).keys():
+        HOOKS.register_module(module=type(f"{name}{base.__name__}", (base,), {
+            "policy_name": name, "__module__": __name__,
+            "__doc__": f"``{base._config_key}=dict(policy='{name}', ...)`` by its mmcv name."}))
+
+
+_register_named(LrUpdaterHook)
+_register_named(MomentumUpdaterHook)

@@ -36,19 +36,19 @@ def build_model(cfg: Mapping[str, Any]) -> tuple[nn.Module, nn.Module | None]:
     """``(model, criterion)`` from a ``model`` config.
 
     ``loss`` (default ``CrossEntropyLoss``; ``None`` for no criterion) is built through
-    ``LOSSES``, everything else through ``MODELS``.
+    ``LOSSES``, everything else through ``MODELS``; ``init_cfg=dict(type='Pretrained',
+    checkpoint=PATH, prefix='backbone.')`` then loads weights into the built model.
     """
     cfg = dict(cfg)
     loss_cfg = cfg.pop("loss", DEFAULT_LOSS)
     init_cfg = cfg.pop("init_cfg", None)
-    if init_cfg is not None:
-        # Loading weights into a submodule belongs with the checkpoint code, not here yet.
-        raise ConfigError(f"model.init_cfg: {init_cfg!r} is not supported yet "
-                          f"(Pretrained loading comes with checkpoint support); remove it "
-                          f"or use load_from")
     model = _build(MODELS, cfg, "model")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: {cfg['type']!r} built a {type(model).__name__}, "
                         f"not a torch.nn.Module")
+    if init_cfg is not None:
+        # mmcv's Pretrained init: weights (optionally under one prefix) when the model is built
+        from ..checkpoint.weights import init_from_pretrained
+        init_from_pretrained(model, init_cfg, "model.init_cfg")
     criterion = None if loss_cfg is None else _build(LOSSES, loss_cfg, "model.loss")
     return model, criterion

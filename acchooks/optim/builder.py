@@ -6,6 +6,11 @@ decay on every parameter. Any other name goes to ``timm.optim.create_optimizer_v
 (``'lamb'``, ``'lars'``, ``'adamp'``, ``'lion'``, ``'adamw'``, ``'lookahead_adamw'``...),
 which keeps timm's defaults: no weight decay on biases and norm weights
 (``filter_bias_and_bn=True``), ``momentum=0.9`` and, for ``'sgd'``, Nesterov.
+
+``paramwise_cfg`` (mmcv's DefaultOptimizerConstructor: ``bias_lr_mult``,
+``bias_decay_mult``, ``norm_decay_mult``, ``dwconv_decay_mult``, ``custom_keys``) and
+``layer_decay`` (timm's layer-wise lr decay) build param groups for either kind; each
+group's lr already includes its multiplier, so the schedules scale it from there.
 """
 from __future__ import annotations
 
@@ -19,10 +24,17 @@ from torch import nn
 
 from ..errors import ConfigError, closest, did_you_mean
 from ..registry import accepted_arguments
+from .param_groups import (
+    apply_lr_scale,
+    check_paramwise_cfg,
+    layer_decay_groups,
+    paramwise_groups,
+)
 
 # Keys that MMCV accepts in ``optimizer`` but that are not implemented here yet.
-_UNSUPPORTED = {"paramwise_cfg": "paramwise_cfg is not supported yet",
-                "constructor": "custom optimizer constructors are not supported yet"}
+_UNSUPPORTED = {"constructor": "custom optimizer constructors are not supported yet"}
+# Keys that shape the param groups, not the optimizer class
+_GROUP_KEYS = ("paramwise_cfg", "layer_decay")
 
 
 def torch_optimizers() -> dict[str, type[torch.optim.Optimizer]]:
@@ -78,8 +90,17 @@ def check_optimizer_config(cfg: Any, path: str = "optimizer") -> list[str]:
                 if key in kwargs]
     for key in _UNSUPPORTED:
         kwargs.pop(key, None)
+    if "paramwise_cfg" in kwargs:
+        problems += check_paramwise_cfg(kwargs.pop("paramwise_cfg"), kwargs.get("weight_decay"),
+                                        f"{path}.paramwise_cfg")
+        if "layer_decay" in kwargs:
+            problems.append(f"{path}: give paramwise_cfg or layer_decay, not both")
+    ld = kwargs.get("layer_decay")
+    if ld is not None and (not isinstance(ld, (int, float)) or isinstance(ld, bool) or ld <= 0):
+        problems.append(f"{path}.layer_decay: expected a positive float such as 0.75, got {ld!r}")
     torch_classes = torch_optimizers()
     if isinstance(name, str) and name in torch_classes:
+        kwargs.pop("layer_decay", None)  # ours for torch classes, timm's own for timm names
         label, cls = name, torch_classes[name]
         allowed, var_kw = accepted_arguments(cls)
         allowed.discard("params")
@@ -106,7 +127,26 @@ def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Opt
         raise ConfigError(problems)
     kwargs = dict(cfg)
     name = kwargs.pop("type")
+    paramwise = kwargs.pop("paramwise_cfg", None)
     cls = torch_optimizers().get(name)
+    params: Any = model
+    if paramwise is not None:
+        lr = kwargs.get("lr", _default_lr(cls) if cls is not None else None)
+        params = paramwise_groups(model, lr, kwargs.get("weight_decay"), paramwise)
+    elif cls is not None and kwargs.get("layer_decay") is not None:
+        params = layer_decay_groups(model, kwargs.get("weight_decay", 0.0),
+                                    kwargs.pop("layer_decay"))
     if cls is not None:
-        return cls(model.parameters(), **kwargs)
-    return timm.optim.create_optimizer_v2(model, opt=name, **kwargs)
+        kwargs.pop("layer_decay", None)
+        optimizer = cls(model.parameters() if params is model else params, **kwargs)
+    else:
+        if params is not model:
+            kwargs.setdefault("weight_decay", 0.0)  # groups carry their own
+        optimizer = timm.optim.create_optimizer_v2(params, opt=name, **kwargs)
+    apply_lr_scale(optimizer)
+    return optimizer
+
+
+def _default_lr(cls: type[torch.optim.Optimizer]) -> float | None:
+    default = inspect.signature(cls.__init__).parameters.get("lr")
+    return None if default is None or default.default is default.empty else default.default

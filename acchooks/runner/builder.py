@@ -38,8 +38,10 @@ def build_accelerator(cfg):
     launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     if launched != "no":
         mixed = launched
+    # mmcv's optimizer_config.cumulative_iters is Accelerate's accumulation
+    cumulative = (cfg.get("optimizer_config") or {}).get("cumulative_iters", 1)
     gas = int(os.environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS",
-                             acc_cfg.get("gradient_accumulation_steps", 1)))
+                             acc_cfg.get("gradient_accumulation_steps", cumulative)))
     handlers.append(DistributedDataParallelKwargs(
         find_unused_parameters=acc_cfg.get("find_unused_parameters", False)))
     cpu = acc_cfg.get("cpu", False)
@@ -53,7 +55,7 @@ def build_accelerator(cfg):
         dataloader_config=DataLoaderConfiguration(
             split_batches=acc_cfg.get("split_batches", False),
             even_batches=acc_cfg.get("even_batches", True),
-            use_seedable_sampler=True))
+            use_seedable_sampler=True, data_seed=cfg.get("seed")))
 
 
 def _has_accelerator() -> bool:
@@ -68,12 +70,16 @@ def _has_accelerator() -> bool:
                              is_mlu_available, is_hpu_available))
 
 
-def build_dataloader(data_cfg, split: str, seed: int | None, train: bool) -> DataLoader:
+def build_dataloader(data_cfg, split: str, seed: int, train: bool) -> DataLoader:
+    from ..datasets.seeded import SeededDataset
+
     dataset = DATASETS.build(data_cfg[split])
+    if train:  # augmentation: a function of (seed, epoch, index); see SeededDataset
+        dataset = SeededDataset(dataset, seed)
     opts = dict(data_cfg.get(f"{split}_dataloader", {}))
     workers = opts.get("workers_per_gpu", data_cfg.get("workers_per_gpu", 2))
     generator = torch.Generator()
-    generator.manual_seed(seed if seed is not None else 0)
+    generator.manual_seed(seed)
     return DataLoader(
         dataset, batch_size=opts.get("samples_per_gpu", data_cfg.get("samples_per_gpu", 32)),
         shuffle=opts.get("shuffle", train), num_workers=workers,
@@ -96,14 +102,11 @@ def _env_info(accelerator) -> dict[str, Any]:
 def register_default_hooks(runner, cfg, val_loader) -> None:
     """mmcv's register_training_hooks: lr, momentum, optimizer, checkpoint, timer, eval,
     loggers, then custom_hooks (so equal priorities put custom hooks after defaults)."""
+    # policy= or a hook-name type= ('StepLrUpdaterHook'): one hook class per kind
     if cfg.get("lr_config") is not None:
-        lr = dict(cfg.lr_config)
-        lr.pop("type", None)
-        runner.register_hook(HOOKS.build({"type": "LrUpdaterHook", **lr}))
+        runner.register_hook(HOOKS.get("LrUpdaterHook").from_config(cfg.lr_config))
     if cfg.get("momentum_config") is not None:
-        mom = dict(cfg.momentum_config)
-        mom.pop("type", None)
-        runner.register_hook(HOOKS.build({"type": "MomentumUpdaterHook", **mom}))
+        runner.register_hook(HOOKS.get("MomentumUpdaterHook").from_config(cfg.momentum_config))
     opt_cfg = dict(cfg.get("optimizer_config") or {})
     opt_cfg.setdefault("type", "OptimizerHook")
     runner.register_hook(HOOKS.build(opt_cfg))
@@ -136,8 +139,12 @@ def build_runner(cfg, logger, timestamp: str | None = None):
 
     accelerator = build_accelerator(cfg)
     seed = cfg.get("seed")
-    if seed is not None:
-        set_seed(seed, deterministic=cfg.get("deterministic", False))
+    if seed is None:  # mmcv's init_random_seed: one random seed, the same on every process
+        from accelerate.utils import broadcast
+        drawn = torch.randint(0, 2**31 - 1, (1,), dtype=torch.int64, device=accelerator.device)
+        seed = int(broadcast(drawn, from_process=0).item())
+        logger.info(f"no seed in the config: using seed {seed} (set `seed` to reproduce a run)")
+    set_seed(seed, deterministic=cfg.get("deterministic", False))
     model, criterion = build_model(cfg.model)
     optimizer = build_optimizer(model, cfg.optimizer)
     loaders = {"train": build_dataloader(cfg.data, "train", seed, train=True)}

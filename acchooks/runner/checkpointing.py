@@ -33,8 +33,51 @@ def join_tensors(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
+def gather_rng_states(accelerator) -> dict[str, torch.Tensor]:
+    """Every process's Python, NumPy, torch and CUDA RNG states, stacked by rank
+    (plain tensors, so they go into safetensors; a collective: all processes call it)."""
+    import random
+
+    import numpy as np
+
+    version, py_state, gauss = random.getstate()
+    _, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    local = {
+        "torch": torch.get_rng_state().to(torch.int64),
+        "python": torch.tensor([version, *py_state], dtype=torch.int64),
+        "python_gauss": torch.tensor([float("nan") if gauss is None else gauss], dtype=torch.float64),
+        "numpy": torch.tensor([np_pos, np_has_gauss, *np_keys.tolist()], dtype=torch.int64),
+        "numpy_gauss": torch.tensor([np_gauss], dtype=torch.float64),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        local["cuda"] = torch.stack(torch.cuda.get_rng_state_all()).to(torch.int64)
+    if accelerator.num_processes == 1:
+        return {k: v.unsqueeze(0) for k, v in local.items()}
+    dev = accelerator.device
+    return {k: accelerator.gather(v.unsqueeze(0).to(dev)).cpu() for k, v in local.items()}
+
+
+def restore_rng_states(states: dict[str, torch.Tensor], rank: int) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(states["torch"][rank].to(torch.uint8))
+    py = states["python"][rank].tolist()
+    gauss = float(states["python_gauss"][rank, 0])
+    random.setstate((py[0], tuple(py[1:]), None if gauss != gauss else gauss))
+    n = states["numpy"][rank].tolist()
+    np.random.set_state(("MT19937", np.array(n[2:], dtype=np.uint32), n[0], n[1],
+                         float(states["numpy_gauss"][rank, 0])))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(list(states["cuda"][rank].to(torch.uint8)))
+
+
 def _counters(runner) -> dict[str, int]:
     """Counters as they will be once the current stage has finished."""
+    if runner.stage == "preempt":  # between two train iterations
+        return {"epoch": runner.epoch, "iter": runner.iter, "inner_iter": runner.inner_iter + 1,
+                "step": runner.step}
     if runner.stage == "after_train_iter":
         return {"epoch": runner.epoch, "iter": runner.iter + 1, "inner_iter": runner.inner_iter + 1,
                 "step": runner.step}
@@ -51,8 +94,9 @@ def save_training_state(runner, name: str, out_dir: str | None = None,
     root = out_dir or runner.work_dir
     path = osp.join(root, name)
     model_state = acc.get_state_dict(runner.model)  # collective under FSDP/DeepSpeed
+    rng = gather_rng_states(acc)  # collective
     if acc.is_main_process:
-        tensors: dict[str, torch.Tensor] = {}
+        tensors: dict[str, dict[str, torch.Tensor]] = {"rng": rng}
         hooks = {}
         for h in runner.hooks.hooks:
             st = h.state_dict()
@@ -64,7 +108,7 @@ def save_training_state(runner, name: str, out_dir: str | None = None,
         counters = _counters(runner)
         state = {"counters": counters, "hooks": hooks,
                  "scaler": acc.scaler.state_dict() if acc.scaler is not None else None}
-        meta = {**counters, "world_size": acc.num_processes,
+        meta = {**counters, "world_size": acc.num_processes, "seed": runner.meta.get("seed"),
                 "global_batch": runner.meta.get("global_batch"),
                 "config": runner.cfg.pretty_text if runner.cfg is not None else None}
         os.makedirs(root, exist_ok=True)
@@ -100,9 +144,24 @@ def resume_training_state(runner, path: str) -> None:
             h.load_state_dict(join_tensors(saved.pop(h.state_key), group))
     if saved:
         runner.logger.warning(f"resume: no registered hook claims the saved state of {sorted(saved)}")
-    ws = ckpt.manifest.get("meta", {}).get("world_size")
-    if ws is not None and ws != runner.accelerator.num_processes:
-        runner.logger.warning(f"resume: checkpoint written by {ws} processes, now "
-                              f"{runner.accelerator.num_processes}; the global batch changes")
+    meta = ckpt.manifest.get("meta", {})
+    ws, acc = meta.get("world_size"), runner.accelerator
+    if ws == acc.num_processes and "rng" in ckpt.tensors:
+        restore_rng_states(ckpt.tensors["rng"], acc.process_index)
+    else:
+        old_gb, new_gb = meta.get("global_batch"), runner.meta.get("global_batch")
+        if runner.resume_inner_iter and old_gb and new_gb:
+            consumed = runner.resume_inner_iter * old_gb
+            runner.resume_inner_iter = consumed // new_gb
+            if consumed % new_gb:
+                runner.logger.warning(
+                    f"resume: {consumed} samples of epoch {runner.epoch + 1} were consumed, not a "
+                    f"multiple of the new global batch {new_gb}; skipping "
+                    f"{runner.resume_inner_iter * new_gb} of them")
+        runner.logger.warning(
+            f"resume: checkpoint written by {ws} processes (global batch {old_gb}), now "
+            f"{acc.num_processes} processes (global batch {new_gb}); the epoch's sample order "
+            f"is unchanged, iterations per epoch and optimizer steps per epoch change with the "
+            f"global batch, and the per-process RNG states are re-derived from the seed")
     runner.logger.info(f"resumed from {path}: epoch {runner.epoch}, iter {runner.iter}, "
                        f"step {runner.step}")

@@ -54,6 +54,8 @@ class Runner:
         from ..hooks.logger.text import now_timestamp
         self.timestamp = timestamp or now_timestamp()
         self.hooks = HookTable()
+        from .preemption import PreemptionHandler
+        self.preemption = PreemptionHandler()
         self.log_buffer = LogBuffer(reduce=self._reduce_mean)
         self.epoch = self.iter = self.inner_iter = self.step = 0
         self.resume_inner_iter = 0  # batches of the current epoch done before a resume
@@ -127,14 +129,22 @@ class Runner:
             return fn(*args)
         had = "forward" in inner.__dict__
         saved = inner.__dict__.get("forward")
-        inner.forward = lambda *_a, **_k: fn(*args)
-        try:
-            return self.model()
-        finally:
+
+        def restore() -> None:
             if had:
                 inner.forward = saved
             else:
-                del inner.forward
+                inner.__dict__.pop("forward", None)
+
+        def redirected(*_a: Any, **_k: Any) -> Any:
+            restore()  # the method itself may call self(x): that must be the real forward
+            return fn(*args)
+
+        inner.forward = redirected
+        try:
+            return self.model()
+        finally:
+            restore()
 
     def _run_model(self, batch: Any, train: bool) -> dict[str, Any]:
         method = "train_step" if train else "val_step"
@@ -150,6 +160,7 @@ class Runner:
             out = {"loss": self.criterion(logits, targets), "num_samples": len(inputs)}
         out.setdefault("log_vars", {k: v.detach() for k, v in out.items()
                                     if isinstance(v, torch.Tensor) and v.dim() == 0})
+        out["log_vars"] = {"loss": out["loss"].detach(), **out["log_vars"]}  # mmcv: total first
         return out
 
     def train_step(self, batch: Any) -> dict[str, Any]:
@@ -160,12 +171,16 @@ class Runner:
         return self._run_model(batch, train=False)
 
     # ---------------------------------------------------------------- phases
-    def _start_epoch(self, mode: str, loader: Iterable) -> None:
+    def _start_epoch(self, mode: str, loader: Iterable, clear_log: bool = True) -> None:
         self.mode, self.data_loader = mode, loader
         self.model.train(mode == "train")
-        self.log_buffer.clear()
+        if clear_log:
+            self.log_buffer.clear()
         if hasattr(loader, "set_epoch"):  # sample order is a function of (seed, epoch)
             loader.set_epoch(self.epoch)
+        dataset = getattr(loader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):  # augmentation: a function of (seed, epoch, index)
+            dataset.set_epoch(self.epoch)
 
     def _train_iter(self, batch: Any) -> None:
         self.data_batch = batch
@@ -176,6 +191,28 @@ class Runner:
             self.call_hook("after_train_iter")
         self.log_buffer.clear_output()
         self.iter += 1
+        signum = self.preemption.requested(self.accelerator)
+        if signum:
+            self._stop_for_preemption(signum)
+
+    def _stop_for_preemption(self, signum: int) -> None:
+        import signal as _signal
+
+        from .preemption import Preempted
+        name = _signal.Signals(signum).name
+        self.logger.warning(f"{name} received: saving a checkpoint at iteration {self.iter} "
+                            f"(epoch {self.epoch + 1}, batch {self.inner_iter + 1}) and stopping")
+        self.stage = "preempt"
+        path = self.save_checkpoint(f"iter_{self.iter}")
+        self.stage = None
+        if self.is_main_process:
+            import json
+
+            from .preemption import MARKER
+            with open(osp.join(self.work_dir, MARKER), "w") as f:
+                json.dump({"signal": name, "checkpoint": path, "epoch": self.epoch,
+                           "iter": self.iter, "step": self.step}, f)
+        raise Preempted(name, path)
 
     def _val_iter(self, batch: Any) -> None:
         self.data_batch = batch
@@ -232,11 +269,23 @@ class Runner:
         self.logger.info(f"Start running, work_dir: {self.work_dir}, workflow: {self.workflow}, "
                          f"max: {target}")
         self.logger.info(self.get_hook_info())
+        from .preemption import MARKER
+        if self.is_main_process and osp.exists(osp.join(self.work_dir, MARKER)):
+            os.remove(osp.join(self.work_dir, MARKER))  # this run supersedes the preempted one
         self.call_hook("before_run")
-        if self.by_epoch:
-            self._run_epochs()
-        else:
-            self._run_iters()
+        self.preemption.install()
+        from .preemption import Preempted
+        try:
+            if self.by_epoch:
+                self._run_epochs()
+            else:
+                self._run_iters()
+        except Preempted:
+            self.call_hook("after_run")  # loggers flush and close their files
+            self.accelerator.wait_for_everyone()  # exit together: launchers kill stragglers
+            raise
+        finally:
+            self.preemption.uninstall()
         self.call_hook("after_run")
         self.accelerator.wait_for_everyone()
 
@@ -270,8 +319,7 @@ class Runner:
                         batch = next(it)
                     except StopIteration:  # a new pass over the data: the next epoch's order
                         self.epoch += 1
-                        if hasattr(loader, "set_epoch"):
-                            loader.set_epoch(self.epoch)
+                        self._start_epoch("train", loader, clear_log=False)
                         it, pos = iter(loader), 0
                         batch = next(it)
                     self.inner_iter, pos = pos, pos + 1

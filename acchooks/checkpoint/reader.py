@@ -1,0 +1,141 @@
+"""Reading and verifying checkpoint directories written by :mod:`.format`.
+
+Every file is checked against the manifest (size always, sha256 by default) before it
+is parsed, a safetensors header is bounds-checked before safetensors sees it, and only
+safetensors and strict JSON are read: nothing here can unpickle.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import safetensors.torch
+import torch
+
+from .format import (
+    FORMAT,
+    MANIFEST,
+    MODEL_FILE,
+    VERSION,
+    Checkpoint,
+    CheckpointError,
+    _check_name,
+    _read_json,
+    _sha256,
+)
+from .optimizer_state import unflatten_optimizer_state
+
+MAX_HEADER_BYTES = 100 * 1024**2  # real headers are KBs; a larger claim is corruption or hostile
+_PTH_HINT = "if it is a .pth/.pt file from another tool, use load_from (weights only)"
+
+
+def read_safetensors(f: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """``load_file`` after checking the header length, so a hostile file cannot make
+    the reader allocate a huge header buffer."""
+    f = Path(f)
+    try:
+        size = f.stat().st_size
+        with open(f, "rb") as fh:
+            head = fh.read(8)
+    except OSError as e:
+        raise CheckpointError(f"{f}: cannot read it ({e.strerror})") from None
+    n = int.from_bytes(head, "little") if len(head) == 8 else -1
+    if n < 0 or n > size - 8 or n > MAX_HEADER_BYTES:
+        raise CheckpointError(
+            f"{f}: not a valid safetensors file: header claims {n} bytes but the file has "
+            f"{size} bytes (limit {MAX_HEADER_BYTES}); the file is corrupt or not a checkpoint")
+    try:
+        return safetensors.torch.load_file(f, device=str(device))
+    except Exception as e:  # safetensors raises its own error types
+        raise CheckpointError(f"{f}: safetensors could not read it ({e})") from e
+
+
+def verify_checkpoint(path: str | Path, verify: str = "checksum") -> dict:
+    """Check the manifest and every file it lists; return the manifest."""
+    if verify not in ("checksum", "size", "none"):
+        raise ValueError(f"verify must be 'checksum', 'size' or 'none', got {verify!r}")
+    d = Path(path)
+    if d.is_file():
+        raise CheckpointError(f"not an acchooks checkpoint: {d} is a file, not a "
+                              f"checkpoint directory; {_PTH_HINT}")
+    if not d.is_dir():
+        raise CheckpointError(f"checkpoint {d} does not exist")
+    if not (d / MANIFEST).is_file():
+        raise CheckpointError(f"not an acchooks checkpoint: {d} has no {MANIFEST}; {_PTH_HINT}")
+    manifest = _read_json(d / MANIFEST)
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise CheckpointError(f"{d / MANIFEST}: expected format '{FORMAT}', found {found!r}")
+    if not isinstance(manifest.get("version"), int) or manifest["version"] > VERSION:
+        raise CheckpointError(f"{d / MANIFEST}: format version {manifest.get('version')!r} is "
+                              f"not supported (this acchooks reads <= {VERSION}); upgrade acchooks")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not isinstance(manifest.get("contents"), dict):
+        raise CheckpointError(f"{d / MANIFEST}: expected 'files' and 'contents' mappings")
+    for name, info in files.items():
+        f = d / _check_name(name, str(d / MANIFEST))
+        if not isinstance(info, dict):
+            raise CheckpointError(f"{d / MANIFEST}: entry for '{name}' should be a mapping "
+                                  f"with 'size', found {type(info).__name__}")
+        if verify == "none":
+            continue
+        if not f.is_file():
+            raise CheckpointError(f"{f}: missing; {MANIFEST} lists it with {info.get('size')} "
+                                  "bytes (hint: the checkpoint was damaged; use an older one)")
+        actual = f.stat().st_size
+        if actual != info.get("size"):
+            raise CheckpointError(f"{f}: expected {info.get('size')} bytes (from {MANIFEST}), "
+                                  f"found {actual} bytes; the file is truncated or was changed")
+        if verify == "checksum" and info.get("sha256"):
+            digest = _sha256(f)
+            if digest != info["sha256"]:
+                raise CheckpointError(f"{f}: expected sha256 {info['sha256']}, found {digest}; "
+                                      "the file is corrupt (same size, different bytes)")
+    return manifest
+
+
+def _read_group(d: Path, manifest: dict, fname: str,
+                device: str | torch.device) -> dict[str, torch.Tensor]:
+    """One safetensors file of the checkpoint, with its tied-weight aliases restored."""
+    if _check_name(fname, str(d / MANIFEST)) not in manifest["files"]:
+        raise CheckpointError(f"{d / MANIFEST}: '{fname}' is used but not listed in 'files'")
+    out = read_safetensors(d / fname, device)
+    for alias, key in manifest.get("aliases", {}).get(fname, {}).items():
+        if key not in out:
+            raise CheckpointError(f"{d / fname}: alias '{alias}' points to missing '{key}'")
+        out[alias] = out[key]  # tied weights: same tensor under both names
+    return out
+
+
+def read_model_state(path: str | Path, *, verify: str = "checksum",
+                     map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Only the model weights of a checkpoint directory (verified like the rest)."""
+    d = Path(path)
+    manifest = verify_checkpoint(d, verify)
+    return _read_group(d, manifest, manifest["contents"].get("model") or MODEL_FILE, map_location)
+
+
+def load_checkpoint(path: str | Path, *, verify: str = "checksum",
+                    map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Verify and read a checkpoint directory written by ``save_checkpoint``.
+
+    ``map_location`` applies to the model and the extra tensor groups.
+    """
+    d = Path(path)
+    manifest = verify_checkpoint(d, verify)
+    contents = manifest["contents"]
+    model_state = _read_group(d, manifest, contents.get("model") or MODEL_FILE, map_location)
+    optimizer_state = None
+    if contents.get("optimizer"):
+        tfile, jfile = contents["optimizer"]
+        # Always CPU, as optimizer.state_dict() has them: load_state_dict moves each state
+        # tensor to its param's device but keeps Adam's 'step' where it finds it.
+        otensors = _read_group(d, manifest, tfile, "cpu")
+        data = _read_json(d / _check_name(jfile, str(d / MANIFEST)))
+        try:
+            optimizer_state = unflatten_optimizer_state(otensors, data)
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+            raise CheckpointError(f"{d / jfile}: cannot rebuild the optimizer state ({e})") from e
+    groups = {name: _read_group(d, manifest, f, map_location)
+              for name, f in contents.get("tensors", {}).items()}
+    state = _read_json(d / _check_name(contents["state"], str(d))) if contents.get("state") else {}
+    return Checkpoint(d, manifest, model_state, optimizer_state, groups, state)

@@ -1,0 +1,64 @@
+"""Preemption: a signal only sets a flag; the processes agree at an iteration boundary.
+
+SIGTERM and SIGUSR1 (what SLURM sends before a time limit or a requeue) set a flag in
+the handler and nothing else, so a signal can never interrupt a collective or a file
+write half way. After each train iteration the runner asks :meth:`requested`: in a
+multi-process run the flags are combined with one all-reduce (MAX), so every process
+stops at the same iteration even when only one of them was signalled. The runner then
+writes one checkpoint and the CLI exits with :data:`EXIT_PREEMPTED`.
+
+Who receives what: ``accelerate launch`` and ``torchrun`` forward SIGTERM (and INT, HUP)
+to the trainer processes; ``accelerate launch`` itself dies on SIGUSR1, so send USR1 to
+the trainer processes directly (the SLURM scripts in launch/ do).
+
+Every trainer process exits with 75. A launcher (``torchrun``, ``accelerate launch``)
+turns any non-zero exit of its workers into its own status 1, so the main process also
+writes ``<work_dir>/preempted.json`` (signal, checkpoint, iteration); a run that
+finishes removes it. A requeue script checks for 75 or for that file.
+"""
+from __future__ import annotations
+
+import signal
+
+import torch
+
+EXIT_PREEMPTED = 75  # sysexits' EX_TEMPFAIL: "try again later" - requeue and --resume auto
+MARKER = "preempted.json"
+SIGNALS = ("SIGTERM", "SIGUSR1")
+
+
+class Preempted(Exception):
+    """Raised by the runner after the preemption checkpoint has been written."""
+
+    def __init__(self, signal_name: str, checkpoint: str):
+        super().__init__(f"stopped by {signal_name}; checkpoint {checkpoint}")
+        self.signal_name, self.checkpoint = signal_name, checkpoint
+
+
+class PreemptionHandler:
+    def __init__(self, signals: tuple[str, ...] = SIGNALS):
+        self.signals = [getattr(signal, s) for s in signals if hasattr(signal, s)]
+        self.received: int = 0
+        self._previous: dict[int, object] = {}
+
+    def install(self) -> None:
+        for sig in self.signals:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. a notebook worker): no handler
+                pass
+
+    def uninstall(self) -> None:
+        for sig, prev in self._previous.items():
+            signal.signal(sig, prev)
+        self._previous.clear()
+
+    def _handle(self, signum, frame) -> None:
+        self.received = self.received or signum  # only a flag: safe at any point
+
+    def requested(self, accelerator) -> int:
+        """The signal number any process received (0 if none); a collective."""
+        if accelerator.num_processes == 1:
+            return self.received
+        flag = torch.tensor([self.received], dtype=torch.int64, device=accelerator.device)
+        return int(accelerator.reduce(flag, "max").item())

@@ -1,0 +1,134 @@
+"""Checkpoint save/load time and size: acchooks' format next to torch.save/torch.load and
+Accelerate's save_state/load_state, for the same model + optimizer state.
+
+    OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 python benchmarks/checkpoint.py
+
+The state is timm's resnet50 (pretrained=False) and SGD with momentum after one step, so
+every momentum buffer exists. acchooks runs with and without fsync and with and without
+sha256 checksums (written at save, verified at load). Every method saves to a fresh
+directory and loads back into the live model and optimizer; methods are interleaved rep by
+rep (rotating which goes first) after warm-up, so machine noise hits all alike. Loads read
+what was just written, i.e. from the page cache. torch.save/torch.load (weights_only=True)
+and Accelerate never fsync. Prints a table and writes JSON (medians, min-max, ratios to
+torch.save/torch.load, bytes on disk).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import accelerate
+import timm
+import torch
+
+from acchooks.checkpoint import load_checkpoint, save_checkpoint
+
+
+def _bytes(p: Path) -> int:
+    return p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="resnet50")
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--tmp", default=None, help="where checkpoints are written (default: a temp dir)")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "checkpoint.json"))
+    args = ap.parse_args()
+
+    torch.manual_seed(0)
+    model = timm.create_model(args.model, pretrained=False)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    model(torch.randn(2, 3, 64, 64)).logsumexp(1).mean().backward()
+    opt.step()  # momentum buffers now exist
+    acc = accelerate.Accelerator(cpu=True)
+    amodel, aopt = acc.prepare(model, opt)  # same tensors, wrapped for save_state
+
+    def ours(fsync: bool, checksum: bool) -> tuple[Callable, Callable]:
+        def save(d: Path) -> None:
+            save_checkpoint(d / "ckpt", model_state=model.state_dict(),
+                            optimizer_state=opt.state_dict(), fsync=fsync, checksum=checksum)
+
+        def load(d: Path) -> None:
+            c = load_checkpoint(d / "ckpt", verify="checksum" if checksum else "size")
+            model.load_state_dict(c.model_state)
+            opt.load_state_dict(c.optimizer_state)
+        return save, load
+
+    def torch_save(d: Path) -> None:
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict()}, d / "ckpt.pth")
+
+    def torch_load(d: Path) -> None:
+        sd = torch.load(d / "ckpt.pth", map_location="cpu", weights_only=True)
+        model.load_state_dict(sd["model"])
+        opt.load_state_dict(sd["optimizer"])
+
+    methods: dict[str, tuple[Callable, Callable]] = {
+        "torch.save/load": (torch_save, torch_load),
+        "acchooks fsync+sha256": ours(True, True),
+        "acchooks fsync": ours(True, False),
+        "acchooks sha256": ours(False, True),
+        "acchooks": ours(False, False),
+        "accelerate save/load_state": (lambda d: acc.save_state(str(d / "ckpt")),
+                                       lambda d: acc.load_state(str(d / "ckpt"))),
+    }
+    root = Path(args.tmp or tempfile.mkdtemp(prefix="acchooks-bench-"))
+    times = {m: {"save": [], "load": []} for m in methods}
+    sizes: dict[str, int] = {}
+    names = list(methods)
+    for rep in range(args.warmup + args.reps):
+        k = rep % len(names)
+        for name in names[k:] + names[:k]:
+            save, load = methods[name]
+            d = Path(tempfile.mkdtemp(dir=root))
+            t0 = time.perf_counter()
+            save(d)
+            t1 = time.perf_counter()
+            load(d)
+            t2 = time.perf_counter()
+            sizes[name] = _bytes(next(d.iterdir()))
+            shutil.rmtree(d)
+            if rep >= args.warmup:
+                times[name]["save"].append(t1 - t0)
+                times[name]["load"].append(t2 - t1)
+    shutil.rmtree(root, ignore_errors=True)
+
+    def stats(xs: list[float]) -> dict[str, float]:
+        return {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
+
+    base = {op: statistics.median(times["torch.save/load"][op]) for op in ("save", "load")}
+    results = {m: {"save_s": stats(t["save"]), "load_s": stats(t["load"]), "bytes": sizes[m],
+                   "save_vs_torch": statistics.median(t["save"]) / base["save"],
+                   "load_vs_torch": statistics.median(t["load"]) / base["load"]}
+               for m, t in times.items()}
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{args.model} ({n_params / 1e6:.1f}M params) + SGD momentum, {args.reps} reps after "
+          f"{args.warmup} warm-up, interleaved; seconds: median [min-max]")
+    print(f"{'method':28s} {'save':>22s} {'x torch':>8s} {'load':>22s} {'x torch':>8s} {'MB':>8s}")
+    for m, r in results.items():
+        s, ld = r["save_s"], r["load_s"]
+        print(f"{m:28s} {s['median']:7.3f} [{s['min']:.3f}-{s['max']:.3f}] {r['save_vs_torch']:8.2f} "
+              f"{ld['median']:7.3f} [{ld['min']:.3f}-{ld['max']:.3f}] {r['load_vs_torch']:8.2f} "
+              f"{r['bytes'] / 1e6:8.1f}")
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump({"model": args.model, "params": n_params, "optimizer": "SGD(momentum=0.9)",
+                   "reps": args.reps, "warmup": args.warmup, "results": results,
+                   "env": {"torch": torch.__version__, "accelerate": accelerate.__version__,
+                           "timm": timm.__version__, "python": platform.python_version(),
+                           "cpus": os.cpu_count(), "threads": torch.get_num_threads()}},
+                  fh, indent=1)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Exact resume: stop, resume, finish == never stopped (weights, optimizer, losses)."""
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from acchooks.testing import run_config, tiny_config
+
+# random augmentation (hflip), dropout, warmup, AdamW state, worker processes
+RESUMABLE = dict(
+    model=dict(drop_rate=0.3),
+    data=dict(workers_per_gpu=2, train=dict(num_samples=40)),  # 5 iterations per epoch
+    optimizer=dict(_delete_=True, type="AdamW", lr=1e-3, weight_decay=0.05),
+    lr_config=dict(_delete_=True, policy="step", step=[2], warmup="linear", warmup_iters=7,
+                   warmup_ratio=0.1),
+    checkpoint_config=dict(interval=3, by_epoch=False),
+    runner=dict(max_epochs=3),
+    workflow=[("train", 1)],
+)
+
+
+def losses(work: Path) -> list[tuple[int, float]]:
+    (log,) = work.glob("*.log.json")
+    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    return [(r["step"], r["loss"], r["lr"]) for r in recs if r.get("mode") == "train"]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    work = tmp_path_factory.mktemp("straight")
+    run_config(tiny_config(work, **RESUMABLE))
+    return work
+
+
+def _assert_same_final_state(a: Path, b: Path, name: str = "iter_15"):
+    for f in ("model.safetensors", "optimizer.safetensors"):
+        ta, tb = load_file(str(a / name / f)), load_file(str(b / name / f))
+        assert ta.keys() == tb.keys()
+        for k in ta:
+            assert torch.equal(ta[k], tb[k]), f"{f}: {k} differs"
+    assert json.loads((a / name / "optimizer.json").read_text()) == \
+        json.loads((b / name / "optimizer.json").read_text())
+
+
+@pytest.mark.parametrize("resume_at", ["iter_6", "iter_9"], ids=["mid-epoch-2", "mid-epoch-2-late"])
+def test_resume_mid_epoch_is_bit_exact(straight, tmp_path, resume_at):
+    shutil.copytree(straight / resume_at, tmp_path / resume_at)
+    cfg = tiny_config(tmp_path, **RESUMABLE, resume_from=str(tmp_path / resume_at))
+    runner = run_config(cfg)
+    assert runner.iter == 15 and runner.epoch == 3
+    _assert_same_final_state(straight, tmp_path)
+    done = int(resume_at.split("_")[1])
+    assert losses(tmp_path) == losses(straight)[done:]
+
+
+def test_resume_at_epoch_boundary_is_bit_exact(straight, tmp_path):
+    # iter-interval saves at 3, 6, 9, 12, 15; an epoch ends every 5 iterations: use an
+    # epoch checkpoint from a run that also saves by epoch
+    work = tmp_path / "by_epoch"
+    run_config(tiny_config(work, **{**RESUMABLE, "runner": dict(max_epochs=1),
+                                    "checkpoint_config": dict(interval=1, by_epoch=True)}))
+    cfg = tiny_config(tmp_path / "resumed", **RESUMABLE, resume_from=str(work / "epoch_1"))
+    run_config(cfg)
+    _assert_same_final_state(straight, tmp_path / "resumed")
+    assert losses(tmp_path / "resumed") == losses(straight)[5:]
+
+
+def test_resume_auto_picks_newest_and_fresh_start_when_none(straight, tmp_path):
+    shutil.copytree(straight / "iter_6", tmp_path / "iter_6")
+    shutil.copytree(straight / "iter_9", tmp_path / "iter_9")
+    runner = run_config(tiny_config(tmp_path, **RESUMABLE, resume_from="auto"))
+    assert losses(tmp_path) == losses(straight)[9:]
+    assert runner.step == 15
+    empty = tmp_path / "empty"
+    runner = run_config(tiny_config(empty, **RESUMABLE, resume_from="auto"))
+    assert "no complete checkpoint" in next(empty.glob("*.log")).read_text()
+    assert losses(empty) == losses(straight)
+
+
+def test_weights_only_checkpoint_cannot_resume(straight, tmp_path):
+    from acchooks.errors import ConfigError
+
+    work = tmp_path / "w"
+    run_config(tiny_config(work, **{**RESUMABLE, "runner": dict(max_epochs=1),
+                                    "checkpoint_config": dict(interval=1, save_optimizer=False)}))
+    with pytest.raises(ConfigError, match="weights only.*load_from"):
+        run_config(tiny_config(tmp_path / "r", **RESUMABLE, resume_from=str(work / "epoch_1")))
