@@ -20,6 +20,7 @@ import torch
 
 from ..errors import ConfigError
 from ..evaluation.metrics import check_metrics, evaluate
+from ..evaluation.predict import predict
 from ..registry import HOOKS
 from .hook import Hook
 from .priority import Priority
@@ -89,21 +90,9 @@ class EvalHook(Hook):
         if not self.by_epoch and self._should_evaluate(runner):
             self._evaluate_and_publish(runner)
 
-    @torch.no_grad()
     def predict(self, runner) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores and targets of the whole val set, gathered from every process."""
-        model = runner.model
-        was_training = model.training
-        model.eval()
-        scores, targets = [], []
-        for inputs, target in self.dataloader:
-            with runner.accelerator.autocast():
-                logits = model(inputs)
-            logits, target = runner.accelerator.gather_for_metrics((logits.float(), target))
-            scores.append(logits.softmax(dim=1).cpu())
-            targets.append(target.cpu())
-        model.train(was_training)
-        return torch.cat(scores), torch.cat(targets)
+        return predict(runner.model, self.dataloader, runner.accelerator)
 
     @staticmethod
     def _weights_context(runner) -> ExitStack:

@@ -1,0 +1,91 @@
+"""``test.py --config CFG --checkpoint CKPT``: evaluate weights on ``data.test`` (or val).
+
+Works under ``accelerate launch``: every process evaluates its shard and the scores are
+gathered once per sample; the main process prints a table and writes JSON."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+
+from ..config import DictAction
+from ..errors import ConfigError
+from .train import EXIT_BAD_INPUT, _is_main, load_config
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Evaluate a checkpoint with acchooks")
+    p.add_argument("--config", required=True)
+    p.add_argument("--checkpoint", required=True,
+                   help="our checkpoint directory, a .safetensors file or a .pth (weights only)")
+    p.add_argument("--split", choices=["test", "val"], help="default: test if set, else val")
+    p.add_argument("--metrics", nargs="+", help="default: the config's evaluation.metric")
+    p.add_argument("--out", help="JSON file for the results (default <work_dir>/test_<split>.json)")
+    p.add_argument("--work-dir")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, default={})
+    args = p.parse_args(argv)
+    # load_config reads these training-only flags
+    args.seed = args.resume_from = args.resume = args.load_from = None
+    args.deterministic = False
+    return args
+
+
+def format_table(results: dict[str, float]) -> str:
+    width = max(len(k) for k in results)
+    lines = [f"{'metric':<{width}} | value", f"{'-' * width}-+---------"]
+    lines += [f"{k:<{width}} | {v:8.4f}" for k, v in results.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg, _ = load_config(args)
+        split = args.split or ("test" if cfg.data.get("test") else "val")
+        if not cfg.data.get(split):
+            raise ConfigError(f"data.{split}: not set; nothing to evaluate")
+        if not osp.exists(args.checkpoint):
+            raise ConfigError(f"--checkpoint: not found: {args.checkpoint}")
+    except ConfigError as e:
+        if _is_main():
+            print(f"acchooks: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    from ..checkpoint.weights import read_weights
+    from ..evaluation.metrics import evaluate
+    from ..evaluation.predict import predict
+    from ..models import build_model
+    from ..runner.builder import build_accelerator, build_dataloader
+
+    accelerator = build_accelerator(cfg)
+    model, _ = build_model(cfg.model)
+    try:
+        state = read_weights(args.checkpoint)
+        model.load_state_dict(state)  # strict: evaluating other weights would be meaningless
+    except (ConfigError, RuntimeError) as e:
+        if accelerator.is_main_process:
+            print(f"acchooks: error: cannot load {args.checkpoint}: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    loader = build_dataloader(cfg.data, split, cfg.get("seed") or 0, train=False)
+    model, loader = accelerator.prepare(model, loader)
+    scores, targets = predict(model, loader, accelerator)
+    ev = cfg.get("evaluation") or {}
+    metric = args.metrics or ev.get("metric", "accuracy")
+    results = evaluate(scores, targets, metric, ev.get("metric_options"))
+    if accelerator.is_main_process:
+        print(f"{args.checkpoint} on data.{split} ({len(targets)} samples):")
+        print(format_table(results))
+        out = args.out or osp.join(cfg.work_dir, f"test_{split}.json")
+        os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+        with open(out, "w") as f:
+            json.dump({"checkpoint": args.checkpoint, "split": split, "num_samples": len(targets),
+                       **results}, f, indent=2)
+        print(f"results written to {out}")
+    accelerator.wait_for_everyone()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
