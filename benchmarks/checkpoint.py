@@ -39,7 +39,7 @@ def _bytes(p: Path) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="resnet50")
-    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--reps", type=int, default=11)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--tmp", default=None, help="where checkpoints are written (default: a temp dir)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "checkpoint.json"))

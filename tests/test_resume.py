@@ -88,3 +88,16 @@ def test_weights_only_checkpoint_cannot_resume(straight, tmp_path):
                                     "checkpoint_config": dict(interval=1, save_optimizer=False)}))
     with pytest.raises(ConfigError, match="weights only.*load_from"):
         run_config(tiny_config(tmp_path / "r", **RESUMABLE, resume_from=str(work / "epoch_1")))
+
+
+def test_incompatible_resume_is_a_clear_error(straight, tmp_path):
+    from acchooks.errors import ConfigError
+
+    other = dict(RESUMABLE, model=dict(model_name="test_efficientnet"),
+                 resume_from=str(straight / "iter_6"))
+    with pytest.raises(ConfigError, match=r"resume_from .*iter_6: .*(missing|unexpected)"):
+        run_config(tiny_config(tmp_path / "a", **other))
+    sgd = dict(RESUMABLE, optimizer=dict(_delete_=True, type="SGD", lr=0.1, momentum=0.9),
+               resume_from=str(straight / "iter_6"))
+    with pytest.raises(ConfigError, match=r"resume_from .*iter_6: .*AdamW"):
+        run_config(tiny_config(tmp_path / "b", **sgd))

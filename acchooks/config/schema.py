@@ -22,7 +22,7 @@ KNOWN_KEYS: dict[str, tuple | None] = {
     "lr_config": (dict, type(None)), "momentum_config": (dict, type(None)), "runner": (dict,),
     "checkpoint_config": (dict, type(None)), "log_config": (dict, type(None)),
     "evaluation": (dict, type(None)), "custom_hooks": (list, tuple), "custom_imports": (dict, type(None)),
-    "workflow": (list, tuple), "work_dir": (str, type(None)), "load_from": (str, type(None)),
+    "workflow": (list, tuple), "work_dir": (str, type(None)), "load_from": (str, dict, type(None)),
     "resume_from": (str, type(None)), "seed": (int, type(None)), "deterministic": (bool,),
     "accelerator": (dict,), "fp16": (dict, type(None)),
     # accepted from MMCV/MMClassification configs; Accelerate decides these at launch
@@ -184,6 +184,9 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
 
     if ok("model"):
         problems += _check_model(cfg["model"])
+    if ok("load_from") and cfg["load_from"] is not None:
+        from ..checkpoint.weights import check_load_spec
+        problems += check_load_spec(cfg["load_from"], "load_from")
     if ok("data"):
         problems += _check_data(cfg["data"])
     if ok("optimizer"):
@@ -208,8 +211,12 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
 def _check_model(model_cfg: Mapping) -> list[str]:
     from ..models.timm_classifier import check_timm_model_config
 
+    from ..checkpoint.weights import check_load_spec
+
     problems = []
     model = dict(model_cfg)
+    if model.get("init_cfg") is not None:
+        problems += check_load_spec(model.pop("init_cfg"), "model.init_cfg", pretrained=True)
     if "loss" in model and model["loss"] is not None:
         problems += check_registered(LOSSES, model.pop("loss"), "model.loss")
     else:

@@ -176,11 +176,18 @@ def build_runner(cfg, logger, timestamp: str | None = None):
     resume = cfg.get("resume_from")
     if resume == "auto":
         from ..checkpoint import find_latest
-        resume, rejected = find_latest(runner.work_dir)
-        for reason in rejected:
-            logger.warning(f"resume auto: skipped {reason}")
+        from ..hooks.checkpoint import CheckpointHook
+        dirs = [h.save_dir(runner) for h in runner.hooks.hooks if isinstance(h, CheckpointHook)]
+        resume = None
+        for d in dirs or [runner.work_dir]:
+            resume, rejected = find_latest(d)
+            for reason in rejected:
+                logger.warning(f"resume auto: {reason}")
+            if resume is not None:
+                break
         if resume is None:
-            logger.info(f"resume auto: no complete checkpoint in {runner.work_dir}; starting fresh")
+            logger.info(f"resume auto: no complete checkpoint in {dirs or [runner.work_dir]}; "
+                        f"starting fresh")
     if resume:
         runner.resume(str(resume))
     elif cfg.get("load_from"):

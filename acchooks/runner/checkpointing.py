@@ -108,7 +108,9 @@ def save_training_state(runner, name: str, out_dir: str | None = None,
         counters = _counters(runner)
         state = {"counters": counters, "hooks": hooks,
                  "scaler": acc.scaler.state_dict() if acc.scaler is not None else None}
+        optimizer = getattr(runner.optimizer, "optimizer", runner.optimizer)  # unwrap Accelerate's
         meta = {**counters, "world_size": acc.num_processes, "seed": runner.meta.get("seed"),
+                "optimizer_type": type(optimizer).__name__,
                 "global_batch": runner.meta.get("global_batch"),
                 "config": runner.cfg.pretty_text if runner.cfg is not None else None}
         os.makedirs(root, exist_ok=True)
@@ -129,6 +131,10 @@ def resume_training_state(runner, path: str) -> None:
     if ckpt.optimizer_state is None:
         raise ConfigError(f"resume_from: {path} holds weights only (saved with "
                           f"save_optimizer=False); use load_from to start from its weights")
+    from ..checkpoint import check_compatible
+    problems = check_compatible(ckpt, runner.unwrapped_model, runner.optimizer)
+    if problems:
+        raise ConfigError([f"resume_from {path}: {p}" for p in problems])
     runner.unwrapped_model.load_state_dict(ckpt.model_state)
     runner.optimizer.load_state_dict(ckpt.optimizer_state)
     c = ckpt.state["counters"]

@@ -334,6 +334,7 @@ class Runner:
                                    update_latest=update_latest)
 
     def remove_checkpoint(self, path: str) -> None:
+        """Remove a committed checkpoint. A collective: call it on every process."""
         from ..checkpoint import remove_checkpoint
         if self.is_main_process and osp.exists(path):
             remove_checkpoint(path)
