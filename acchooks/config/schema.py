@@ -209,9 +209,8 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
 
 
 def _check_model(model_cfg: Mapping) -> list[str]:
-    from ..models.timm_classifier import check_timm_model_config
-
     from ..checkpoint.weights import check_load_spec
+    from ..models.timm_classifier import check_timm_model_config
 
     problems = []
     model = dict(model_cfg)
