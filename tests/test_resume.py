@@ -101,3 +101,52 @@ def test_incompatible_resume_is_a_clear_error(straight, tmp_path):
                resume_from=str(straight / "iter_6"))
     with pytest.raises(ConfigError, match=r"resume_from .*iter_6: .*AdamW"):
         run_config(tiny_config(tmp_path / "b", **sgd))
+
+
+def test_tensorboard_after_resume_has_each_step_once(straight, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    # a run that logged 15 steps, "killed" after iter_9 was saved: resume into the same dir
+    work = tmp_path / "w"
+    cfg = dict(RESUMABLE, log_config=dict(interval=1, hooks=[dict(type="TensorboardLoggerHook")]))
+    run_config(tiny_config(work, **cfg))
+    run_config(tiny_config(work, **cfg, resume_from=str(work / "iter_9")))
+    acc = EventAccumulator(str(work / "tf_logs"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == list(range(1, 16))
+
+
+def test_resume_on_another_number_of_processes(tmp_path):
+    """1 process x 16 per batch, stopped after 2 of 4 iterations of epoch 2; resumed on
+    2 processes x 8: the 32 samples left of epoch 2 take 2 iterations, then epoch 3."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    tiny = root / "tests" / "data" / "tiny_cli.py"
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    opts = ["--cfg-options", "runner.max_epochs=3", "checkpoint_config.interval=6",
+            "checkpoint_config.by_epoch=False"]
+    res = subprocess.run([sys.executable, str(root / "train.py"), "--config", str(tiny),
+                          "--work-dir", str(tmp_path), *opts], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    shutil.copytree(tmp_path / "iter_6", tmp_path / "r" / "iter_6")
+    launcher = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu",
+                "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+                "--dynamo_backend", "no"]
+    res = subprocess.run([*launcher, str(root / "train.py"), "--config", str(tiny), "--work-dir",
+                          str(tmp_path / "r"), "--resume", "auto", *opts,
+                          "data.samples_per_gpu=8"], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "checkpoint written by 1 processes (global batch 16), now 2 processes" in res.stdout
+    train = [r for r in losses_records(tmp_path / "r") if r.get("mode") == "train"]
+    # epoch 2 continues at batch 3 of 4 (32 of 64 samples left), then all 4 of epoch 3
+    assert [(r["epoch"], r["iter"]) for r in train] == [(2, 3), (2, 4)] + [(3, i) for i in (1, 2, 3, 4)]
+
+
+def losses_records(work: Path) -> list[dict]:
+    (log,) = work.glob("*.log.json")
+    return [json.loads(line) for line in log.read_text().splitlines()]

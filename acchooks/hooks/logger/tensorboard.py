@@ -24,7 +24,8 @@ class TensorboardLoggerHook(LoggerHook):
         if runner.is_main_process:
             from torch.utils.tensorboard import SummaryWriter
             self.log_dir = self.log_dir or os.path.join(runner.work_dir, "tf_logs")
-            self.writer = SummaryWriter(self.log_dir)
+            # a resumed run drops what an interrupted run logged after its checkpoint
+            self.writer = SummaryWriter(self.log_dir, purge_step=runner.iter + 1 if runner.iter else None)
 
     def log(self, runner, record: dict[str, Any]) -> None:
         if self.writer is None:

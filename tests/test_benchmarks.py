@@ -1,0 +1,89 @@
+"""Smoke test: every benchmark script runs in --quick mode and writes valid JSON.
+
+No timing asserts: only that the numbers exist, are positive, and the ratios are there.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "benchmarks")
+
+pytestmark = pytest.mark.slow  # ~45 s: four fresh processes that import torch
+
+
+def _positive(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def _run(script: str, out: str, *extra: str) -> dict:
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
+    p = subprocess.run([sys.executable, os.path.join(BENCH, script), "--quick", "--out", out,
+                        *extra], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    with open(out) as f:
+        return json.load(f)
+
+
+def test_loop_overhead(tmp_path):
+    r = _run("loop_overhead.py", str(tmp_path / "loop.json"))["results"]["mlp"]
+    for side in ("acchooks", "minimal"):
+        for key in ("us_per_iter", "steps_per_s", "startup_s", "maxrss_mb"):
+            stats = r["sides"][side][key]
+            assert all(_positive(stats[k]) for k in ("median", "min", "max")), (side, key, stats)
+        assert r["sides"][side]["threads"] == 1
+    for key in ("time_ratio", "steps_per_s_ratio", "startup_ratio", "rss_ratio"):
+        assert _positive(r[key]), key
+    assert math.isfinite(r["overhead_us_per_iter"])
+
+
+def test_dispatch(tmp_path):
+    data = _run("dispatch.py", str(tmp_path / "dispatch.json"))
+    for per in ("all 10 stages", "train iter"):
+        rows = data["results"][per]["results"]
+        assert set(rows) == {"HookTable.call", "Runner.call_hook", "direct", "mmcv getattr"}
+        for v in rows.values():
+            assert all(_positive(v[k]) for k in ("median_us", "min_us", "max_us", "ratio_to_direct"))
+
+
+def test_config_errors(tmp_path):
+    data = _run("config_errors.py", str(tmp_path / "cfg.json"))
+    rows = data["results"]
+    assert {"import torch", "train.py bad config"} <= set(rows)
+    for v in rows.values():
+        assert all(_positive(v[k]) for k in ("median_s", "min_s", "max_s", "ratio_to_import_torch"))
+    assert data["importtime"]["top_level"] and _positive(data["importtime"]["total_ms"])
+
+
+def test_gpu_script_fails_clearly_without_cuda(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_gpu", os.path.join(BENCH, "gpu.py"))
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)  # importable without CUDA
+    plan = gpu.plan(quick=True)
+    assert {c["precision"] for c in plan} == {"bf16", "fp16"}
+    assert {c["channels_last"] for c in plan} == {True, False}
+    assert {c["side"] for c in plan} == {"acchooks", "minimal"}
+    summary = gpu.summarize([
+        dict(c, images_per_s=100.0 if c["side"] == "minimal" else 99.0, peak_mem_mb=1000.0)
+        for c in plan])
+    assert all(_positive(row["throughput_ratio"]) for row in summary)
+    import torch
+    if not torch.cuda.is_available():
+        p = subprocess.run([sys.executable, os.path.join(BENCH, "gpu.py"), "--out",
+                            str(tmp_path / "gpu.json")], capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2 and "CUDA" in p.stderr, p.stderr[-2000:]
+
+
+def test_run_all_lists_every_benchmark():
+    spec = importlib.util.spec_from_file_location("bench_run_all", os.path.join(BENCH, "run_all.py"))
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)
+    assert {"loop_overhead", "dispatch", "config_errors", "ema", "checkpoint"} <= set(run_all.SCRIPTS)
