@@ -41,16 +41,17 @@ class SeededDataset(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         s = sample_seed(self.seed, int(self._epoch[0]), int(index))
-        saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
+        gen = torch.default_generator  # the CPU generator only: torch.manual_seed would
+        saved = random.getstate(), np.random.get_state(), gen.get_state()  # seed CUDA too
         random.seed(s)
         np.random.seed(s & 0xFFFFFFFF)
-        torch.manual_seed(s)
+        gen.manual_seed(s)
         try:
             return self.dataset[index]
         finally:
             random.setstate(saved[0])
             np.random.set_state(saved[1])
-            torch.set_rng_state(saved[2])
+            gen.set_state(saved[2])
 
     def __getattr__(self, name: str) -> Any:
         # classes, targets, ... of the wrapped dataset

@@ -110,7 +110,8 @@ class OptimizerHook(Hook):
         acc.backward(loss * (n / factor) if factor != n else loss)
         if not acc.sync_gradients:
             return
-        params = [p for p in runner.model.parameters() if p.grad is not None]
+        params = ([p for p in runner.model.parameters() if p.grad is not None]
+                  if self.nonfinite is not None or self.grad_clip is not None else [])
         if self.nonfinite is not None and self._skip_nonfinite(runner, params):
             return
         if self.grad_clip is not None:
