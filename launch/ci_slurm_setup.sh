@@ -25,7 +25,7 @@ pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged
 
 host=$(hostname -s)
 # `slurmd -C` prints this node's real CPUs/sockets/memory in slurm.conf syntax
-node_line=$(slurmd -C | head -n1)
+node_line=$(slurmd -C | awk "NR == 1")
 mkdir -p /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
 cat > /etc/slurm/slurm.conf <<EOF
 ClusterName=acchooks-ci

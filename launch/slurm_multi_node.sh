@@ -20,7 +20,8 @@ source "${ACCHOOKS_ROOT:-${SLURM_SUBMIT_DIR:-.}}/launch/slurm_common.sh"
 
 acchooks_setup
 # rank 0's host is the first node of the allocation; every node dials it
-MAIN_HOST=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)
+# awk reads all of its input: `head -n1` could SIGPIPE scontrol, fatal under pipefail
+MAIN_HOST=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | awk "NR == 1")
 MAIN_PORT=${MAIN_PORT:-29500}
 acchooks_launch_options "$((NPROC * SLURM_NNODES))" "$SLURM_NNODES"
 LAUNCH+=(--main_process_ip "$MAIN_HOST" --main_process_port "$MAIN_PORT")

@@ -81,7 +81,8 @@ def test_every_config_file_is_covered():
     assert sorted(p.stem for p in LAUNCH.glob("*.yaml")) == sorted(YAMLS)
 
 
-@pytest.mark.parametrize("name", ["cpu", "single_gpu_bf16", "single_gpu_fp16"])
+@pytest.mark.parametrize("name", ["cpu", pytest.param("single_gpu_bf16", marks=pytest.mark.slow),
+                                  pytest.param("single_gpu_fp16", marks=pytest.mark.slow)])
 def test_one_process_config_files_train(tmp_path, name):
     """On this CPU machine the one-GPU files run on the CPU with their mixed precision."""
     finish(train((ACCELERATE, "launch", "--config_file", str(LAUNCH / f"{name}.yaml")), tmp_path))
@@ -106,6 +107,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_multi_node_config_file_as_two_machines_on_localhost(tmp_path):
     """Two `accelerate launch` commands, machine ranks 0 and 1, one process each."""
     port = str(free_port())

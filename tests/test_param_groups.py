@@ -99,8 +99,9 @@ def test_schedule_scales_each_group_from_its_own_lr(tmp_path):
     recs = [r for r in map(json.loads, log.read_text().splitlines()) if r.get("mode") == "train"]
     for r in recs:
         it = r["step"] - 1
-        values = sorted(v for k, v in r.items() if k.startswith("lr_group"))
-        for base, v in zip((0.01, 0.02), values, strict=True):
+        # every group's lr, by name: weights and norm layers (0.01), biases (bias_lr_mult=2)
+        assert {k for k in r if k.startswith("lr_")} == {"lr_default+norm", "lr_bias"}
+        for base, v in zip((0.01, 0.02), (r["lr_default+norm"], r["lr_bias"]), strict=True):
             want = 0.1 * base + 0.5 * (base - 0.1 * base) * (cos(pi * it / 8) + 1)
             assert v == pytest.approx(want, rel=1e-12)
     assert all(torch.isfinite(p).all() for p in runner.unwrapped_model.parameters())

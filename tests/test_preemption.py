@@ -35,7 +35,7 @@ def same_weights(a: Path, b: Path):
     return ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
 
 
-@pytest.mark.parametrize("sig", ["SIGTERM", "SIGUSR1"])
+@pytest.mark.parametrize("sig", ["SIGTERM", pytest.param("SIGUSR1", marks=pytest.mark.slow)])
 def test_signal_saves_exits_75_and_resume_is_exact(tmp_path, sig):
     straight = tmp_path / "straight"
     assert run(straight).returncode == 0
@@ -52,6 +52,7 @@ def test_signal_saves_exits_75_and_resume_is_exact(tmp_path, sig):
     assert not (work / "preempted.json").exists()
 
 
+@pytest.mark.slow
 def test_two_processes_agree_when_one_is_signalled(tmp_path):
     straight = tmp_path / "straight"
     opts2 = ["--cfg-options", "data.samples_per_gpu=8"]

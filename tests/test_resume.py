@@ -116,6 +116,7 @@ def test_tensorboard_after_resume_has_each_step_once(straight, tmp_path):
     assert [e.step for e in acc.Scalars("train/loss")] == list(range(1, 16))
 
 
+@pytest.mark.slow
 def test_resume_on_another_number_of_processes(tmp_path):
     """1 process x 16 per batch, stopped after 2 of 4 iterations of epoch 2; resumed on
     2 processes x 8: the 32 samples left of epoch 2 take 2 iterations, then epoch 3."""

@@ -215,6 +215,7 @@ def test_quickstart_learns(tmp_path):
     assert torch.isfinite(torch.tensor(best))
 
 
+@pytest.mark.slow
 def test_bf16_from_config_and_launch_flag_wins(tmp_path):
     res = run(["--config", str(TINY), "--work-dir", str(tmp_path / "cfg"), "--cfg-options",
                "runner.max_epochs=1", "accelerator.mixed_precision=bf16"], cwd=tmp_path)

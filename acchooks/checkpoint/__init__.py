@@ -87,9 +87,13 @@ def find_latest(work_dir: str | Path, verify: str = "checksum") -> tuple[Path | 
     reasons = []
     for key, d in sorted(ranked, key=lambda x: x[0], reverse=True):
         try:
-            verify_checkpoint(d, verify)
+            manifest = verify_checkpoint(d, verify)
         except CheckpointError as e:
             reasons.append(f"skipped {d.name}: {e}")
+            continue
+        bad = manifest.get("meta", {}).get("nonfinite_weights")
+        if bad:  # kept for debugging, never resumed from automatically
+            reasons.append(f"skipped {d.name}: non-finite values in {', '.join(bad[:5])}")
             continue
         best = (key, d)
         break

@@ -62,15 +62,18 @@ def paramwise_groups(model: nn.Module, base_lr: float, base_wd: float | None,
             if id(param) in seen and cfg.get("bypass_duplicate", False):
                 continue  # shared parameter: already in a group
             seen.add(id(param))
-            lr, wd = base_lr, base_wd
+            lr, wd, why = base_lr, base_wd, "default"
             if param.requires_grad:
                 full = f"{prefix}.{name}"  # mmcv matches against '.name' at the root too
                 key = next((k for k in keys if k in full), None)
                 if key is not None:
+                    why = key
                     lr = base_lr * custom[key].get("lr_mult", 1.0)
                     if base_wd is not None:
                         wd = base_wd * custom[key].get("decay_mult", 1.0)
                 else:
+                    why = "norm" if is_norm else "dwconv" if is_dwconv else \
+                        "bias" if name == "bias" else "default"
                     if name == "bias" and not is_norm:
                         lr = base_lr * mult["bias_lr_mult"]
                     if base_wd is not None:
@@ -83,6 +86,9 @@ def paramwise_groups(model: nn.Module, base_lr: float, base_wd: float | None,
             group = groups.setdefault((lr, wd), {"params": [], "lr": lr}
                                       | ({"weight_decay": wd} if wd is not None else {}))
             group["params"].append(param)
+            group.setdefault("_why", set()).add(why)
+    for group in groups.values():  # a name for the log: the rules that made this group
+        group["name"] = "+".join(sorted(group.pop("_why")))
     return list(groups.values())
 
 

@@ -113,6 +113,13 @@ def save_training_state(runner, name: str, out_dir: str | None = None,
                 "optimizer_type": type(optimizer).__name__,
                 "global_batch": runner.meta.get("global_batch"),
                 "config": runner.cfg.pretty_text if runner.cfg is not None else None}
+        nonfinite = [k for k, v in model_state.items()
+                     if v.is_floating_point() and not torch.isfinite(v).all()]
+        if nonfinite:  # saved for inspection, but never `latest` nor picked by resume auto
+            meta["nonfinite_weights"] = nonfinite
+            update_latest = False
+            runner.logger.error(f"checkpoint {name}: non-finite values in {len(nonfinite)} "
+                                f"tensors ({', '.join(nonfinite[:5])}); not marked latest")
         os.makedirs(root, exist_ok=True)
         save_checkpoint(path, model_state={k: v.cpu() for k, v in model_state.items()},
                         optimizer_state=runner.optimizer.state_dict() if save_optimizer else None,

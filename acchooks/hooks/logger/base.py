@@ -68,8 +68,10 @@ class LoggerHook(Hook):
         lrs = runner.current_lr()
         if lrs:
             rec["lr"] = lrs[0]
-            if len(set(lrs)) > 1:
-                rec.update({f"lr_group{i}": v for i, v in enumerate(lrs)})
+            if len(set(lrs)) > 1:  # every group, by name, when they differ
+                groups = runner.optimizer.param_groups
+                rec.update({f"lr_{g.get('name', f'group{i}')}": v
+                            for i, (g, v) in enumerate(zip(groups, lrs, strict=True))})
         mom = runner.current_momentum()
         if mom:
             rec["momentum"] = mom[0]

@@ -65,7 +65,10 @@ class TextLoggerHook(LoggerHook):
                     else f"Iter({r['mode']}) [{r['iter']}]\t")
             parts = []
         for k, v in r.items():
-            if k in _HEAD or k.startswith("lr_group"):
+            if k in _HEAD:
+                continue
+            if k.startswith("lr_"):  # per-group lr, as the first group's
+                parts.append(f"{k}: {v:.3e}")
                 continue
             parts.append(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
         return head + ", ".join(parts)

@@ -1,0 +1,52 @@
+"""Non-finite values: decided by all processes together; never the checkpoint to resume."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "data" / "tiny_cli.py"
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests' / 'data'}"}
+
+
+def test_one_process_nan_makes_every_process_skip(tmp_path):
+    """Rank 1 alone sees a NaN loss at step 3: both skip that step, replicas stay equal."""
+    dump = tmp_path / "params"
+    opts = ["optimizer_config.nonfinite=skip", "data.samples_per_gpu=8",
+            "custom_imports={'imports': ['nan_hooks']}",
+            f"custom_hooks=[{{'type': 'NaNLossAt', 'step': 3, 'rank': 1, 'priority': 'HIGH'}}, "
+            f"{{'type': 'DumpParams', 'path': '{dump}'}}]"]
+    launcher = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    res = subprocess.run([*launcher, str(ROOT / "train.py"), "--config", str(TINY), "--work-dir",
+                          str(tmp_path / "w"), "--cfg-options", *opts], env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    (log,) = (tmp_path / "w").glob("*.log.json")
+    train = [json.loads(line) for line in log.read_text().splitlines()]
+    train = [r for r in train if r.get("mode") == "train"]
+    assert train[-1]["skipped_steps"] == 1
+    assert train[-1]["step"] == 7  # 8 iterations, one step skipped
+    assert (tmp_path / "params.0").read_text() == (tmp_path / "params.1").read_text()
+
+
+def test_checkpoint_with_nonfinite_weights_is_never_latest(tmp_path):
+    work = tmp_path / "w"
+    opts = ["runner.max_epochs=2", "custom_imports={'imports': ['nan_hooks']}",
+            "custom_hooks=[{'type': 'PoisonWeightsAtEpoch', 'epoch': 2, 'priority': 'HIGH'}]"]
+    res = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(TINY),
+                          "--work-dir", str(work), "--cfg-options", *opts], env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "checkpoint epoch_2: non-finite values" in res.stdout
+    assert (work / "epoch_2" / "manifest.json").exists()  # kept for inspection
+    assert (work / "latest").read_text().strip() == "epoch_1"
+    res = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(TINY),
+                          "--work-dir", str(work), "--resume", "auto", "--cfg-options",
+                          "runner.max_epochs=2"], env=ENV, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "skipped epoch_2: non-finite values" in res.stdout
+    assert "resumed from" in res.stdout and "epoch_1" in res.stdout
