@@ -169,10 +169,17 @@ class _ParamSchedulerHook(Hook):
         return [self._warmup(r, step, warmup_iters) for r in regular]
 
     def before_train_iter(self, runner) -> None:
+        # the values depend on (step, epoch) only; skip the recomputation when neither the
+        # point of the schedule that matters nor the optimizer's groups changed
+        key = (runner.epoch if self.by_epoch and self.warmup is None else (runner.step, runner.epoch),
+               id(runner.optimizer))
+        if key == getattr(self, "_last_key", None):
+            return
         values = self.values_at(runner.step, runner.epoch, runner.steps_per_epoch,
                                 runner.max_steps, runner.max_epochs)
         for g, v in zip(runner.optimizer.param_groups, values, strict=True):
             self._set(g, v)
+        self._last_key = key
 
 
 @HOOKS.register_module()

@@ -54,6 +54,8 @@ class Runner:
         self.cfg, self.meta = cfg, dict(meta or {})
         from ..hooks.logger.text import now_timestamp
         self.timestamp = timestamp or now_timestamp()
+        self._length_of: Iterable | None = None
+        self._length = 0
         self._unwrapped_for: nn.Module | None = None
         self._unwrapped: nn.Module | None = None
         self.hooks = HookTable()
@@ -83,8 +85,12 @@ class Runner:
 
     @property
     def epoch_length(self) -> int:
-        """Iterations in one epoch of the train loader."""
-        return len(self.data_loaders["train"])
+        """Iterations in one epoch of the train loader (len() of a prepared loader is not
+        free, and hooks ask every iteration)."""
+        loader = self.data_loaders["train"]
+        if self._length_of is not loader:
+            self._length, self._length_of = len(loader), loader
+        return self._length
 
     @property
     def steps_per_epoch(self) -> int:
