@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny_cli.py"
 BIN = Path(sys.executable).parent
@@ -50,3 +53,23 @@ def test_checkpoint_with_nonfinite_weights_is_never_latest(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "skipped epoch_2: non-finite values" in res.stdout
     assert "resumed from" in res.stdout and "epoch_1" in res.stdout
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="Accelerate ignores fp16 on a CPU (no autocast, no GradScaler)")
+def test_fp16_overflow_skips_the_step_and_logs_it(tmp_path):
+    """fp16 with Accelerate's GradScaler: an overflowing step is skipped by the scaler,
+    not counted as an optimizer step, and logged."""
+    opts = ["accelerator.mixed_precision=fp16", "runner.max_epochs=1",
+            "custom_imports={'imports': ['nan_hooks']}",
+            "custom_hooks=[{'type': 'HugeLossAt', 'iter': 2, 'priority': 'HIGH'}]"]
+    res = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(TINY),
+                          "--work-dir", str(tmp_path), "--cfg-options", *opts], env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    (log,) = tmp_path.glob("*.log.json")
+    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert recs[0]["env_info"]["mixed_precision"] == "fp16"
+    train = [r for r in recs if r.get("mode") == "train"]
+    assert [r["step"] for r in train] == [1, 1, 2, 3]  # iteration 2 did not step
+    assert [r["skipped_steps"] for r in train] == [0, 1, 1, 1]

@@ -168,6 +168,10 @@ def build_runner(cfg, logger, timestamp: str | None = None):
                          meta=meta, timestamp=timestamp, **runner_cfg)
     register_default_hooks(runner, cfg, loaders.get("val"))
     logger.info("Environment: " + ", ".join(f"{k}={v}" for k, v in meta["env_info"].items()))
+    if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        logger.warning("mixed_precision='fp16' on a CPU: Accelerate applies neither autocast "
+                       "nor loss scaling there, so this run trains in fp32 (bf16 does autocast "
+                       "on CPUs)")
     logger.info(f"global batch {meta['global_batch']} = {spg} per process x "
                 f"{accelerator.num_processes} processes x {accelerator.gradient_accumulation_steps} "
                 f"accumulation; {len(loaders['train'])} iterations per epoch, "

@@ -41,3 +41,15 @@ class PoisonWeightsAtEpoch(Hook):
         if runner.epoch + 1 == self.epoch:
             with torch.no_grad():
                 next(runner.unwrapped_model.parameters()).view(-1)[0] = float("nan")
+
+
+@HOOKS.register_module()
+class HugeLossAt(Hook):
+    """Scales the loss so that fp16 gradients overflow (priority HIGH: before backward)."""
+
+    def __init__(self, iter: int):
+        self.iter = iter
+
+    def after_train_iter(self, runner):
+        if runner.iter + 1 == self.iter:
+            runner.outputs["loss"] = runner.outputs["loss"] * 1e30
