@@ -35,7 +35,7 @@ class HookTable:
         else:
             hook.priority = get_priority(getattr(hook, "priority", 50))
         keys = {h.state_key for h in self._hooks}
-        if hook.state_key in keys and (hook.state_dict() or type(hook).state_dict is not Hook.state_dict):
+        if hook.state_key in keys and type(hook).state_dict is not Hook.state_dict:
             raise ValueError(
                 f"two stateful hooks share state_key '{hook.state_key}'; give one of them a "
                 f"distinct state_key so checkpoints can tell their state apart")

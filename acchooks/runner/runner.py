@@ -167,14 +167,16 @@ class Runner:
             if not isinstance(out, dict) or "loss" not in out:
                 raise TypeError(f"{type(self.unwrapped_model).__name__}.{method} must return a "
                                 f"dict with a 'loss' tensor, got {type(out).__name__}")
-        else:
-            inputs, targets = batch[0], batch[1]
-            logits = self.model(inputs)
-            out = {"loss": self.criterion(logits, targets), "num_samples": len(inputs)}
-        out.setdefault("log_vars", {k: v.detach() for k, v in out.items()
-                                    if isinstance(v, torch.Tensor) and v.dim() == 0})
-        out["log_vars"] = {"loss": out["loss"].detach(), **out["log_vars"]}  # mmcv: total first
-        return out
+            log_vars = out.get("log_vars") or {k: v for k, v in out.items()
+                                               if isinstance(v, torch.Tensor) and v.dim() == 0}
+            # mmcv: the total loss first, every value detached
+            out["log_vars"] = {"loss": out["loss"].detach(),
+                               **{k: v.detach() if isinstance(v, torch.Tensor) else v
+                                  for k, v in log_vars.items() if k != "loss"}}
+            return out
+        inputs, targets = batch[0], batch[1]
+        loss = self.criterion(self.model(inputs), targets)
+        return {"loss": loss, "log_vars": {"loss": loss.detach()}, "num_samples": len(inputs)}
 
     def train_step(self, batch: Any) -> dict[str, Any]:
         return self._run_model(batch, train=True)
@@ -184,11 +186,10 @@ class Runner:
         return self._run_model(batch, train=False)
 
     # ---------------------------------------------------------------- phases
-    def _start_epoch(self, mode: str, loader: Iterable, clear_log: bool = True) -> None:
+    def _start_epoch(self, mode: str, loader: Iterable) -> None:
         self.mode, self.data_loader = mode, loader
         self.model.train(mode == "train")
-        if clear_log:
-            self.log_buffer.clear()
+        self.log_buffer.clear()  # also bounds the history of long iteration-based runs
         if hasattr(loader, "set_epoch"):  # sample order is a function of (seed, epoch)
             loader.set_epoch(self.epoch)
         dataset = getattr(loader, "dataset", None)
@@ -334,7 +335,7 @@ class Runner:
                         batch = next(it)
                     except StopIteration:  # a new pass over the data: the next epoch's order
                         self.epoch += 1
-                        self._start_epoch("train", loader, clear_log=False)
+                        self._start_epoch("train", loader)
                         it, pos = iter(loader), 0
                         batch = next(it)
                     self.inner_iter, pos = pos, pos + 1
