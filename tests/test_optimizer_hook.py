@@ -43,6 +43,38 @@ def test_accumulation_equals_one_big_batch(tmp_path, accumulate):
     assert [r["step"] for r in recs] == [0, 0, 0, 1, 2, 2, 2, 2, 3, 4]
 
 
+# IterBasedRunner ending inside a window: mmcv steps on the last iteration (is_last_iter)
+# and averages that window over its own size
+ITER_ACC = dict(runner=dict(_delete_=True, type="IterBasedRunner", max_iters=7),
+                optimizer=dict(type="SGD", lr=0.1, momentum=0.9, weight_decay=1e-4),
+                optimizer_config=dict(type="GradientCumulativeOptimizerHook", cumulative_iters=4),
+                data=dict(samples_per_gpu=8))
+
+
+def test_iter_based_run_ending_inside_a_window_steps_on_its_last_iteration(tmp_path):
+    # 40 samples in batches of 8: a pass is 5 micro-batches, windows [0-3], [4] (end of the
+    # pass), then [5, 6] cut short by max_iters=7
+    acc = run_config(mlp_config(tmp_path, num_samples=40, **ITER_ACC))
+    assert acc.iter == 7 and acc.step == 3
+    assert [r["step"] for r in train_records(tmp_path)] == [0, 0, 0, 1, 2, 2, 3]
+    assert all(p.grad is None for p in acc.unwrapped_model.parameters())  # nothing left over
+
+
+def test_last_incomplete_window_equals_one_batch_of_its_samples(tmp_path):
+    # max_iters=2 with a window of 4: one step over 2 micro-batches of 8, averaged over 2,
+    # must equal one step on a batch of 16 (the same samples: the order is a function of
+    # (seed, epoch), not of the batch size)
+    acc = run_config(mlp_config(tmp_path / "acc", num_samples=40,
+                                **{**ITER_ACC, "runner": dict(_delete_=True, type="IterBasedRunner",
+                                                              max_iters=2)}))
+    big = run_config(mlp_config(tmp_path / "big", num_samples=40,
+                                runner=dict(_delete_=True, type="IterBasedRunner", max_iters=1),
+                                optimizer=ITER_ACC["optimizer"], data=dict(samples_per_gpu=16)))
+    assert acc.step == big.step == 1
+    for k, v in weights(big).items():
+        torch.testing.assert_close(weights(acc)[k], v, rtol=1e-5, atol=1e-6)
+
+
 def test_cumulative_iters_disagreeing_with_accelerator(tmp_path):
     cfg = mlp_config(tmp_path, accelerator=dict(gradient_accumulation_steps=2),
                      optimizer_config=dict(type="GradientCumulativeOptimizerHook",

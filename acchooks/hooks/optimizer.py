@@ -89,11 +89,36 @@ class OptimizerHook(Hook):
                          for m in runner.unwrapped_model.modules()):
             runner.logger.warning(f"accumulating {n} micro-batches: BatchNorm statistics still "
                                   f"come from each micro-batch (as in mmcv)")
+        if n > 1:
+            # windows restart with every pass over the data; a resume inside a pass
+            # continues the window count where the interrupted run was
+            done = runner.resume_inner_iter
+            runner.accelerator.step = done % n
+            if done % n:
+                runner.logger.warning(
+                    f"resumed after batch {done} of the epoch, inside a window of {n} "
+                    f"accumulated micro-batches: the gradients of its first {done % n} "
+                    f"micro-batches were not saved, so that one step sees fewer samples "
+                    f"(save checkpoints every multiple of {n} iterations to avoid this)")
+            self._arm_last_window(runner, runner.iter)
+
+    @staticmethod
+    def _arm_last_window(runner, next_iter: int) -> None:
+        """An iteration-based run can end inside a window (``max_iters % n != 0`` and not at
+        the end of a pass): make Accelerate sync (and the optimizer step) on the last
+        iteration, as mmcv's ``is_last_iter`` does, instead of dropping its micro-batches.
+        ``accelerator.step`` is Accelerate's micro-step counter: the next ``accumulate``
+        increments it and syncs when it is a multiple of ``n``."""
+        if next_iter == runner.max_iters - 1:
+            runner.accelerator.step = runner.accelerator.gradient_accumulation_steps - 1
 
     def _loss_factor(self, runner, n: int) -> int:
-        """mmcv's GradientCumulativeOptimizerHook: the last, incomplete window of an epoch
-        is averaged over its own size. Accelerate always divides by ``n``."""
+        """mmcv's GradientCumulativeOptimizerHook: the last, incomplete window (of an epoch,
+        or of an iteration-based run) is averaged over its own size. Accelerate always
+        divides by ``n``."""
         length = runner.epoch_length
+        if not runner.by_epoch:  # this pass over the data may be cut short by max_iters
+            length = min(length, runner.max_iters - (runner.iter - runner.inner_iter))
         rest = length % n
         return rest if rest and runner.inner_iter >= length - rest else n
 
@@ -108,6 +133,8 @@ class OptimizerHook(Hook):
         n = acc.gradient_accumulation_steps
         factor = self._loss_factor(runner, n) if n > 1 else n
         acc.backward(loss * (n / factor) if factor != n else loss)
+        if n > 1:
+            self._arm_last_window(runner, runner.iter + 1)
         if not acc.sync_gradients:
             return
         params = ([p for p in runner.model.parameters() if p.grad is not None]
