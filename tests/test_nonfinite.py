@@ -73,3 +73,23 @@ def test_fp16_overflow_skips_the_step_and_logs_it(tmp_path):
     train = [r for r in recs if r.get("mode") == "train"]
     assert [r["step"] for r in train] == [1, 1, 2, 3]  # iteration 2 did not step
     assert [r["skipped_steps"] for r in train] == [0, 1, 1, 1]
+
+
+def test_loss_scaler_overflow_skips_the_step_on_cpu(tmp_path):
+    """The same overflow path without a GPU: a real GradScaler (on CPU) sees inf gradients
+    at iteration 2, skips that update and lowers its scale; the step counter, which the
+    schedules follow, does not advance; the skip is logged."""
+    opts = ["runner.max_epochs=1", "lr_config.step=[2]", "lr_config.by_epoch=False",
+            "custom_imports={'imports': ['nan_hooks']}",
+            "custom_hooks=[{'type': 'CpuGradScaler'}, "
+            "{'type': 'HugeLossAt', 'iter': 2, 'factor': 1e38, 'priority': 'HIGH'}]"]
+    res = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(TINY),
+                          "--work-dir", str(tmp_path), "--cfg-options", *opts], env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    (log,) = tmp_path.glob("*.log.json")
+    train = [r for r in map(json.loads, log.read_text().splitlines()) if r.get("mode") == "train"]
+    assert [r["step"] for r in train] == [1, 1, 2, 3]  # iteration 2 did not step
+    assert [r["skipped_steps"] for r in train] == [0, 1, 1, 1]
+    # lr steps down after 2 real optimizer steps: at iteration 4, not 3
+    assert [r["lr"] for r in train] == [0.01, 0.01, 0.01, pytest.approx(0.001, rel=1e-12)]

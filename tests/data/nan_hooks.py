@@ -47,9 +47,29 @@ class PoisonWeightsAtEpoch(Hook):
 class HugeLossAt(Hook):
     """Scales the loss so that fp16 gradients overflow (priority HIGH: before backward)."""
 
-    def __init__(self, iter: int):
-        self.iter = iter
+    def __init__(self, iter: int, factor: float = 1e30):
+        self.iter, self.factor = iter, factor
 
     def after_train_iter(self, runner):
         if runner.iter + 1 == self.iter:
-            runner.outputs["loss"] = runner.outputs["loss"] * 1e30
+            runner.outputs["loss"] = runner.outputs["loss"] * self.factor
+
+
+@HOOKS.register_module()
+class CpuGradScaler(Hook):
+    """fp16-style dynamic loss scaling on a CPU, where Accelerate creates no GradScaler:
+    give the Accelerator and its prepared optimizer a real ``torch.amp.GradScaler('cpu')``,
+    wired as ``AcceleratedOptimizer.__init__`` wires a CUDA one, so the OptimizerHook's
+    overflow path (``accelerator.optimizer_step_was_skipped``) runs without a GPU."""
+
+    priority = 0
+
+    def before_run(self, runner):
+        from accelerate.optimizer import patch_optimizer_step
+
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)
+        opt = runner.optimizer  # the prepared AcceleratedOptimizer
+        runner.accelerator.scaler = opt.scaler = scaler
+        opt._accelerate_step_called = False
+        opt._optimizer_original_step_method = opt.optimizer.step
+        opt._optimizer_patched_step_method = patch_optimizer_step(opt, opt.optimizer.step)
