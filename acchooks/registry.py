@@ -13,30 +13,43 @@ from .errors import closest
 
 
 class Registry:
-    """A name -> object map with decorator registration and dict-based building."""
+    """A name -> object map with decorator registration and dict-based building.
 
-    def __init__(self, name: str):
+    ``location`` names the module whose import registers the built-ins; it is imported
+    the first time the registry is looked up, so ``import acchooks`` stays light (no
+    timm or torchvision until a model or dataset is asked for)."""
+
+    def __init__(self, name: str, location: str | None = None):
         self.name = name
+        self.location = location
         self._modules: dict[str, Any] = {}
 
+    def _filled(self) -> dict[str, Any]:
+        if self.location is not None:
+            location, self.location = self.location, None
+            import importlib
+            importlib.import_module(location)
+        return self._modules
+
     def __repr__(self) -> str:
-        return f"Registry({self.name!r}, {sorted(self._modules)})"
+        return f"Registry({self.name!r}, {sorted(self._filled())})"
 
     def __len__(self) -> int:
-        return len(self._modules)
+        return len(self._filled())
 
     def __contains__(self, key: str) -> bool:
-        return key in self._modules
+        return key in self._filled()
 
     def keys(self) -> list[str]:
-        return sorted(self._modules)
+        return sorted(self._filled())
 
     def _register(self, obj: Any, name: str | list[str] | None, force: bool) -> None:
         if not callable(obj):
             raise TypeError(f"{self.name}: only classes or functions can be registered, got {obj!r}")
         names = [obj.__name__] if name is None else [name] if isinstance(name, str) else list(name)
+        modules = self._filled()  # built-ins first: a user's force=True then replaces them
         for key in names:
-            existing = self._modules.get(key)
+            existing = modules.get(key)
             if existing is not None and existing is not obj and not force:
                 raise KeyError(
                     f"{self.name}: '{key}' is already registered as "
@@ -60,7 +73,7 @@ class Registry:
         return decorator
 
     def unknown_message(self, key: str) -> str:
-        near = closest(key, self._modules, n=3)
+        near = closest(key, self._filled(), n=3)
         hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
         return (f"unknown {self.name} type '{key}'{hint} "
                 f"(registered: {', '.join(self.keys())})")
@@ -68,7 +81,7 @@ class Registry:
     def get(self, key: str | type) -> Any:
         if not isinstance(key, str):
             return key  # a class given directly
-        if key not in self._modules:
+        if key not in self._filled():
             raise KeyError(self.unknown_message(key))
         return self._modules[key]
 
@@ -103,10 +116,10 @@ def accepted_arguments(obj: Any) -> tuple[set[str], bool]:
     return names, var_kw
 
 
-HOOKS = Registry("hook")
-MODELS = Registry("model")
-DATASETS = Registry("dataset")
-LOSSES = Registry("loss")
-RUNNERS = Registry("runner")
-LR_POLICIES = Registry("lr policy")
-METRICS = Registry("metric")
+HOOKS = Registry("hook", "acchooks.hooks")
+MODELS = Registry("model", "acchooks.models")
+DATASETS = Registry("dataset", "acchooks.datasets")
+LOSSES = Registry("loss", "acchooks.models")
+RUNNERS = Registry("runner", "acchooks.runner")
+LR_POLICIES = Registry("lr policy", "acchooks.schedules")
+METRICS = Registry("metric", "acchooks.evaluation.metrics")

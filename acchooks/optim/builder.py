@@ -18,7 +18,6 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-import timm.optim
 import torch
 from torch import nn
 
@@ -44,9 +43,16 @@ def torch_optimizers() -> dict[str, type[torch.optim.Optimizer]]:
             and obj is not torch.optim.Optimizer}
 
 
+def _timm_optim():
+    """timm.optim, imported when a timm optimizer is asked for (importing timm takes
+    seconds; a torch.optim config is checked without it)."""
+    import timm.optim
+    return timm.optim
+
+
 def timm_optimizers() -> list[str]:
     """timm's optimizer names (each may also be prefixed with ``lookahead_``)."""
-    return list(timm.optim.list_optimizers())
+    return list(_timm_optim().list_optimizers())
 
 
 def _timm_base_name(name: str) -> str | None:
@@ -67,10 +73,10 @@ def _unknown_type_message(name: Any, path: str) -> str:
 
 def _timm_arguments(base: str) -> tuple[set[str], bool]:
     """Keyword arguments accepted by timm's factory for optimizer ``base``."""
-    names, _ = accepted_arguments(timm.optim.create_optimizer_v2)
+    names, _ = accepted_arguments(_timm_optim().create_optimizer_v2)
     names -= {"model_or_params", "opt"}
     try:
-        opt_class = timm.optim.get_optimizer_class(base, bind_defaults=False)
+        opt_class = _timm_optim().get_optimizer_class(base, bind_defaults=False)
     except (ImportError, AssertionError, ValueError):  # apex / bitsandbytes absent or no CUDA
         return names, True
     cls_names, var_kw = accepted_arguments(opt_class)
@@ -142,7 +148,7 @@ def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Opt
     else:
         if params is not model:
             kwargs.setdefault("weight_decay", 0.0)  # groups carry their own
-        optimizer = timm.optim.create_optimizer_v2(params, opt=name, **kwargs)
+        optimizer = _timm_optim().create_optimizer_v2(params, opt=name, **kwargs)
     apply_lr_scale(optimizer)
     return optimizer
 
