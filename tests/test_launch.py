@@ -334,9 +334,10 @@ def test_slurm_preempted_job_saves_requeues_once_and_resumes_exactly(slurm_strai
     assert info["Restarts"] == "1"
     marker = json.loads((work / "preempted.json").read_text())
     assert marker["signal"] == "SIGTERM" and 4 < marker["iter"] < 16
-    # a requeued job waits (BeginTime) before it is eligible again; end the wait
-    subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True)
-    info = wait_job(job_id)
+    # a requeued job waits (BeginTime) until its revoked credential expires: cred_expire + 1 s
+    # (launch/ci_slurm_setup.sh sets 10 s; Slurm's default is 120 s). Forcing an earlier start
+    # (scontrol update StartTime=now) makes the relaunch fail with a revoked credential.
+    info = wait_job(job_id, timeout=300)
     log = (tmp_path / "logs" / f"acchooks-{job_id}.out").read_text()
     assert (info["JobState"], info["ExitCode"], info["Restarts"]) == ("COMPLETED", "0:0", "1"), log
     # one log file per job id, appended across the requeue
