@@ -75,6 +75,12 @@ class EMAHook(Hook):
 
     # ---------------------------------------------------------------- setup
     def before_run(self, runner) -> None:
+        if str(runner.accelerator.distributed_type).endswith("FSDP"):
+            # the EMA would average each process's shards (FSDP1: flat parameters under
+            # wrapped names), and swapping EMA weights in for evaluation fails on DTensors
+            raise ConfigError("custom_hooks (EMAHook): not supported under FSDP yet (the EMA "
+                              "would hold each process's shards); train with DDP "
+                              "(launch/multi_gpu.yaml) or remove the EMAHook")
         model = runner.unwrapped_model
         params = [(n, p) for n, p in model.named_parameters() if p.is_floating_point()]
         params_ids = {id(p) for _, p in params}

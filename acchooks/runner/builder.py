@@ -23,7 +23,7 @@ def build_accelerator(cfg):
     """One Accelerator from the config's ``accelerator`` dict (and mmcv's ``fp16``).
 
     A non-default ``accelerate launch --mixed_precision X`` wins over the config."""
-    from accelerate import Accelerator, DataLoaderConfiguration
+    from accelerate import DataLoaderConfiguration
     from accelerate.utils import DistributedDataParallelKwargs, GradScalerKwargs
 
     acc_cfg = dict(cfg.get("accelerator", {}))
@@ -49,7 +49,8 @@ def build_accelerator(cfg):
         # `accelerate launch --multi_gpu` on a machine without GPUs: DDP over gloo on CPU
         # (Accelerate only picks MULTI_CPU when told cpu=True)
         cpu = True
-    return Accelerator(
+    from .fsdp import create_accelerator  # FSDP on CPU processes too (gloo)
+    return create_accelerator(
         mixed_precision=mixed, gradient_accumulation_steps=gas, cpu=cpu,
         kwargs_handlers=handlers,
         dataloader_config=DataLoaderConfiguration(

@@ -9,6 +9,14 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
+from .fsdp import (
+    ShapeView,
+    full_optimizer_state,
+    full_shapes,
+    full_tensors,
+    is_fsdp,
+    load_full_state,
+)
 
 
 def split_tensors(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -95,11 +103,20 @@ def save_training_state(runner, name: str, out_dir: str | None = None,
     path = osp.join(root, name)
     model_state = acc.get_state_dict(runner.model)  # collective under FSDP/DeepSpeed
     rng = gather_rng_states(acc)  # collective
+    fsdp = is_fsdp(acc)
+    optimizer_state = None
+    hook_states = None
+    if fsdp:  # collectives: every process gathers its shards, the main process gets it all
+        if save_optimizer:
+            optimizer_state = full_optimizer_state(runner.model, runner.optimizer)
+        hook_states = [full_tensors(h.state_dict()) for h in runner.hooks.hooks]  # EMA DTensors
+    elif save_optimizer and acc.is_main_process:
+        optimizer_state = runner.optimizer.state_dict()
     if acc.is_main_process:
         tensors: dict[str, dict[str, torch.Tensor]] = {"rng": rng}
         hooks = {}
-        for h in runner.hooks.hooks:
-            st = h.state_dict()
+        for i, h in enumerate(runner.hooks.hooks):
+            st = hook_states[i] if hook_states is not None else h.state_dict()
             if st:
                 group: dict[str, torch.Tensor] = {}
                 hooks[h.state_key] = split_tensors(st, "t", group)
@@ -122,7 +139,7 @@ def save_training_state(runner, name: str, out_dir: str | None = None,
                                 f"tensors ({', '.join(nonfinite[:5])}); not marked latest")
         os.makedirs(root, exist_ok=True)
         save_checkpoint(path, model_state={k: v.cpu() for k, v in model_state.items()},
-                        optimizer_state=runner.optimizer.state_dict() if save_optimizer else None,
+                        optimizer_state=optimizer_state,
                         tensors=tensors, state=state, meta=meta)
         if update_latest:
             update_latest_pointer(root, path)
@@ -139,11 +156,23 @@ def resume_training_state(runner, path: str) -> None:
         raise ConfigError(f"resume_from: {path} holds weights only (saved with "
                           f"save_optimizer=False); use load_from to start from its weights")
     from ..checkpoint import check_compatible
-    problems = check_compatible(ckpt, runner.unwrapped_model, runner.optimizer)
-    if problems:
-        raise ConfigError([f"resume_from {path}: {p}" for p in problems])
-    runner.unwrapped_model.load_state_dict(ckpt.model_state)
-    runner.optimizer.load_state_dict(ckpt.optimizer_state)
+    if is_fsdp(runner.accelerator):  # check against the unsharded shapes, load full states
+        from ..checkpoint.compat import check_model, check_optimizer
+        with full_shapes(runner.model) as shapes:
+            problems = check_model(ckpt.model_state, ShapeView(shapes),
+                                   f"{ckpt.path}/model.safetensors")
+            problems += check_optimizer(ckpt.optimizer_state, runner.optimizer,
+                                        f"{ckpt.path}/optimizer.json",
+                                        ckpt.meta.get("optimizer_type"))
+        if problems:
+            raise ConfigError([f"resume_from {path}: {p}" for p in problems])
+        load_full_state(runner.model, runner.optimizer, ckpt.model_state, ckpt.optimizer_state)
+    else:
+        problems = check_compatible(ckpt, runner.unwrapped_model, runner.optimizer)
+        if problems:
+            raise ConfigError([f"resume_from {path}: {p}" for p in problems])
+        runner.unwrapped_model.load_state_dict(ckpt.model_state)
+        runner.optimizer.load_state_dict(ckpt.optimizer_state)
     c = ckpt.state["counters"]
     runner.epoch, runner.iter, runner.step = c["epoch"], c["iter"], c["step"]
     runner.resume_inner_iter = c["inner_iter"]
