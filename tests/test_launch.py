@@ -24,7 +24,7 @@ TINY = ROOT / "tests" / "data" / "tiny_cli.py"
 BIN = Path(sys.executable).parent
 ACCELERATE = str(BIN / "accelerate")
 YAMLS = ["cpu", "single_gpu_bf16", "single_gpu_fp16", "multi_gpu", "multi_node", "fsdp",
-         "deepspeed_zero2"]
+         "fsdp2", "deepspeed_zero2"]
 
 
 def env(**extra):
@@ -66,10 +66,15 @@ def test_config_file_loads_with_accelerate_and_documents_its_command(name):
     expected = {"cpu": ("NO", "no"), "single_gpu_bf16": ("NO", "bf16"),
                 "single_gpu_fp16": ("NO", "fp16"), "multi_gpu": ("MULTI_GPU", "bf16"),
                 "multi_node": ("MULTI_GPU", "bf16"), "fsdp": ("FSDP", "bf16"),
+                "fsdp2": ("FSDP", "bf16"),
                 "deepspeed_zero2": ("DEEPSPEED", "bf16")}[name]
     assert (cfg.distributed_type.value, cfg.mixed_precision) == expected
     if name == "fsdp":
         assert cfg.fsdp_config["fsdp_sharding_strategy"] == "FULL_SHARD"
+        assert cfg.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+    if name == "fsdp2":  # FSDP2 always shards fully (reshard after forward: ZeRO-3)
+        assert cfg.fsdp_config["fsdp_version"] == 2
+        assert cfg.fsdp_config["fsdp_reshard_after_forward"] is True
         assert cfg.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
     if name == "deepspeed_zero2":
         assert cfg.deepspeed_config["zero_stage"] == 2
