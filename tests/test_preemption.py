@@ -58,13 +58,14 @@ def test_two_processes_agree_when_one_is_signalled(tmp_path):
     opts2 = ["--cfg-options", "data.samples_per_gpu=8"]
     assert run(straight, extra=opts2, launcher=LAUNCH2).returncode == 0
     work = tmp_path / "work"
-    # only rank 1 receives the signal; both must stop after the same iteration
+    # only rank 1 receives the signal; both must stop after the same iteration: the next
+    # one (the flags are all-reduced in the background during it)
     res = run(work, extra=opts2, launcher=LAUNCH2,
               signal_at="{'type': 'SignalAtIter', 'iter': 5, 'rank': 1}")
     # the launcher reports its workers' 75 as 1; the marker file says why
     assert res.returncode != 0, res.stdout[-2000:] + res.stderr[-2000:]
-    assert json.loads((work / "preempted.json").read_text())["iter"] == 5
-    assert (work / "iter_5" / "manifest.json").exists()
+    assert json.loads((work / "preempted.json").read_text())["iter"] == 6
+    assert (work / "iter_6" / "manifest.json").exists()
     res = run(work, extra=["--resume", "auto", *opts2], launcher=LAUNCH2)
     assert res.returncode == 0, res.stderr[-2000:]
     assert same_weights(straight / "epoch_3", work / "epoch_3")

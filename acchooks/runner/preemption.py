@@ -3,8 +3,9 @@
 SIGTERM and SIGUSR1 (what SLURM sends before a time limit or a requeue) set a flag in
 the handler and nothing else, so a signal can never interrupt a collective or a file
 write half way. After each train iteration the runner asks :meth:`requested`: in a
-multi-process run the flags are combined with one all-reduce (MAX), so every process
-stops at the same iteration even when only one of them was signalled. The runner then
+multi-process run the flags are combined with an all-reduce (MAX) that runs in the
+background during the next iteration, so every process stops at the same iteration (the
+one after the signal) even when only one of them was signalled. The runner then
 writes one checkpoint and the CLI exits with :data:`EXIT_PREEMPTED`.
 
 Who receives what: ``accelerate launch`` and ``torchrun`` forward SIGTERM (and INT, HUP)
@@ -40,6 +41,8 @@ class PreemptionHandler:
         self.signals = [getattr(signal, s) for s in signals if hasattr(signal, s)]
         self.received: int = 0
         self._previous: dict[int, object] = {}
+        self._group = None  # a gloo group for the flag: CPU tensors, no device sync
+        self._pending = None  # (work, flag) of the all-reduce started after the last iteration
 
     def install(self) -> None:
         for sig in self.signals:
@@ -52,13 +55,35 @@ class PreemptionHandler:
         for sig, prev in self._previous.items():
             signal.signal(sig, prev)
         self._previous.clear()
+        if self._pending is not None:  # every process started it: finish it everywhere
+            self._pending[0].wait()
+            self._pending = None
 
     def _handle(self, signum, frame) -> None:
         self.received = self.received or signum  # only a flag: safe at any point
 
     def requested(self, accelerator) -> int:
-        """The signal number any process received (0 if none); a collective."""
+        """The signal number any process received (0 if none); a collective.
+
+        With several processes the flags are all-reduced (MAX) asynchronously, over a gloo
+        group on CPU tensors: the reduction started after iteration i is read after
+        iteration i + 1, by every process, so all stop after the same iteration (one later
+        than the signal) and the loop never waits for it or synchronizes the GPU (a
+        blocking reduce plus ``.item()`` every iteration would)."""
         if accelerator.num_processes == 1:
             return self.received
-        flag = torch.tensor([self.received], dtype=torch.int64, device=accelerator.device)
-        return int(accelerator.reduce(flag, "max").item())
+        import torch.distributed as dist
+        if not dist.is_initialized():  # a backend that is not torch.distributed
+            flag = torch.tensor([self.received], dtype=torch.int64, device=accelerator.device)
+            return int(accelerator.reduce(flag, "max").item())
+        if self._group is None:  # the first call: every process is at the same iteration
+            self._group = dist.new_group(backend="gloo")
+        agreed = 0
+        if self._pending is not None:
+            work, flag = self._pending
+            work.wait()
+            agreed = int(flag[0])
+        flag = torch.tensor([self.received], dtype=torch.int64)
+        self._pending = (dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group,
+                                         async_op=True), flag)
+        return agreed
