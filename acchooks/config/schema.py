@@ -25,6 +25,7 @@ KNOWN_KEYS: dict[str, tuple | None] = {
     "workflow": (list, tuple), "work_dir": (str, type(None)), "load_from": (str, dict, type(None)),
     "resume_from": (str, type(None)), "seed": (int, type(None)), "deterministic": (bool,),
     "accelerator": (dict,), "fp16": (dict, type(None)),
+    "progress_config": (dict, type(None)), "hook_timing": (dict,),
     # accepted from MMCV/MMClassification configs; Accelerate decides these at launch
     "dist_params": (dict,), "log_level": (str,), "gpu_ids": None, "opencv_num_threads": None,
     "mp_start_method": None, "device": None,
@@ -33,6 +34,7 @@ IGNORED_MMCV_KEYS = ("dist_params", "gpu_ids", "opencv_num_threads", "mp_start_m
 ACCELERATOR_KEYS = {"mixed_precision": (str,), "gradient_accumulation_steps": (int,), "cpu": (bool,),
                     "find_unused_parameters": (bool,), "split_batches": (bool,),
                     "even_batches": (bool,)}
+HOOK_TIMING_KEYS = {"enable": (bool,), "sample_every": (int, str), "log_every": (int,)}
 DATALOADER_KEYS = {"samples_per_gpu": (int,), "workers_per_gpu": (int,), "shuffle": (bool,),
                    "drop_last": (bool,), "pin_memory": (bool,), "persistent_workers": (bool,)}
 
@@ -156,10 +158,54 @@ def _check_runner(runner: Mapping[str, Any]) -> list[str]:
 
 
 def check_config(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """All problems of a config, and warnings (unused keys), without building anything."""
-    from .. import datasets, hooks, models, optim  # noqa: F401 - fill the registries
-    from ..optim.builder import check_optimizer_config
+    """All problems of a config, and warnings (unused keys), without building anything.
 
+    Two passes: first everything that needs only torch (keys, runner, hooks, schedules,
+    workflow, torch.optim optimizers, loader settings), then, if that found nothing, what
+    needs timm or torchvision (model names, losses, datasets, timm optimizers, weights to
+    load). Importing those takes seconds, so a misspelled key is reported without them;
+    the model and data are checked on the next run, once the first problems are fixed."""
+    problems, warnings = _check_light(cfg)
+    if problems:
+        return problems, warnings
+    return _check_heavy(cfg), warnings
+
+
+def _bad_keys(cfg: Mapping[str, Any], problems: list[str]):
+    bad = {p.split(":")[0] for p in problems}
+
+    def ok(key: str) -> bool:  # present, of the right type: worth checking inside
+        return key in cfg and key not in bad
+    return ok
+
+
+def _check_heavy(cfg: Mapping[str, Any]) -> list[str]:
+    problems: list[str] = []
+    ok = _bad_keys(cfg, problems)
+    if ok("model"):
+        problems += _check_model(cfg["model"])
+    if ok("load_from") and cfg["load_from"] is not None:
+        from ..checkpoint.weights import check_load_spec
+        problems += check_load_spec(cfg["load_from"], "load_from")
+    if ok("data"):
+        problems += _check_datasets(cfg["data"])
+    if ok("optimizer"):
+        from ..optim.builder import check_optimizer_config, torch_optimizers
+        if not (isinstance(cfg["optimizer"], Mapping)
+                and cfg["optimizer"].get("type") in torch_optimizers()):  # else checked already
+            problems += check_optimizer_config(cfg["optimizer"], "optimizer")
+    return problems
+
+
+def _light_optimizer_problems(opt: Any) -> list[str]:
+    """The optimizer, when it is a torch.optim class (no timm needed)."""
+    from ..optim.builder import check_optimizer_config, torch_optimizers
+    if isinstance(opt, Mapping) and opt.get("type") in torch_optimizers():
+        return check_optimizer_config(opt, "optimizer")
+    return []
+
+
+def _check_light(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     warnings: list[str] = []
     for key in cfg:
@@ -177,20 +223,11 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     for key in ("model", "data", "optimizer", "runner"):
         if key not in cfg:
             problems.append(f"{key}: missing (required)")
-    bad = {p.split(":")[0] for p in problems}
-
-    def ok(key: str) -> bool:  # present, of the right type: worth checking inside
-        return key in cfg and key not in bad
-
-    if ok("model"):
-        problems += _check_model(cfg["model"])
-    if ok("load_from") and cfg["load_from"] is not None:
-        from ..checkpoint.weights import check_load_spec
-        problems += check_load_spec(cfg["load_from"], "load_from")
+    ok = _bad_keys(cfg, problems)
     if ok("data"):
         problems += _check_data(cfg["data"])
     if ok("optimizer"):
-        problems += check_optimizer_config(cfg["optimizer"], "optimizer")
+        problems += _light_optimizer_problems(cfg["optimizer"])
     if ok("runner"):
         problems += _check_runner(cfg["runner"])
     problems += _check_hooks(cfg, ok)
@@ -200,6 +237,25 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
             problems.append(f"workflow[{i}]: expected ('train', N) or ('val', N) with N >= 1, got {w!r}")
         elif w[0] == "val" and ok("data") and "val" not in cfg["data"]:
             problems.append(f"workflow[{i}]: a 'val' phase needs data.val")
+    if ok("hook_timing"):
+        problems += _check_typed(cfg["hook_timing"], HOOK_TIMING_KEYS, "hook_timing")
+        for k, low in (("sample_every", 1), ("log_every", 0)):
+            v = cfg["hook_timing"].get(k)
+            if isinstance(v, int) and not isinstance(v, bool) and v < low:
+                problems.append(f"hook_timing.{k}: expected an int >= {low}, got {v!r}")
+        if isinstance(cfg["hook_timing"].get("sample_every"), str) \
+                and cfg["hook_timing"]["sample_every"] != "auto":
+            problems.append(f"hook_timing.sample_every: expected 'auto' or an int >= 1, got "
+                            f"{cfg['hook_timing']['sample_every']!r}")
+    if ok("progress_config") and cfg["progress_config"] is not None:
+        pc = dict(cfg["progress_config"])
+        if not isinstance(pc.pop("enable", True), bool):
+            problems.append(f"progress_config.enable: expected bool, got "
+                            f"{cfg['progress_config']['enable']!r}")
+        problems += check_registered(HOOKS, pc, "progress_config", default_type="ProgressBarHook")
+        if pc.get("mode", "auto") not in ("auto", "bar", "lines"):
+            problems.append(f"progress_config.mode: expected 'auto', 'bar' or 'lines', got "
+                            f"{pc['mode']!r}")
     if ok("accelerator"):
         problems += _check_typed(cfg["accelerator"], ACCELERATOR_KEYS, "accelerator")
         mp = cfg["accelerator"].get("mixed_precision")
@@ -227,13 +283,18 @@ def _check_model(model_cfg: Mapping) -> list[str]:
     return problems
 
 
+def _check_datasets(data: Mapping) -> list[str]:
+    return [p for k in ("train", "val", "test") if data.get(k) is not None
+            for p in check_registered(DATASETS, data[k], f"data.{k}")]
+
+
 def _check_data(data: Mapping) -> list[str]:
+    """The data dict's own keys (the datasets are checked by :func:`_check_datasets`)."""
     problems = []
     loader_keys = {"samples_per_gpu": (int,), "workers_per_gpu": (int,)}
     for k in data:
         if k in ("train", "val", "test"):
-            if data[k] is not None:
-                problems += check_registered(DATASETS, data[k], f"data.{k}")
+            pass
         elif k in ("train_dataloader", "val_dataloader", "test_dataloader"):
             problems += _check_typed(data[k], DATALOADER_KEYS, f"data.{k}")
         elif k in loader_keys:

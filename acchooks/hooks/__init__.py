@@ -10,6 +10,7 @@ from .optimizer import OptimizerHook
 from .param_scheduler import LrUpdaterHook, MomentumUpdaterHook
 from .priority import Priority, get_priority
 from .profiler import ProfilerHook
+from .progress import ProgressBarHook
 from .stages import STAGES
 from .sync_buffers import SyncBuffersHook
 from .table import HookTable
@@ -18,5 +19,5 @@ __all__ = [
     "Hook", "HookTable", "Priority", "get_priority", "STAGES", "CheckpointHook", "EvalHook",
     "IterTimerHook", "LoggerHook", "TextLoggerHook", "TensorboardLoggerHook", "OptimizerHook",
     "LrUpdaterHook", "MomentumUpdaterHook", "EMAHook", "SyncBuffersHook", "EmptyCacheHook",
-    "ProfilerHook",
+    "ProfilerHook", "ProgressBarHook",
 ]

@@ -1,16 +1,48 @@
-"""IterTimerHook: ``data_time`` (waiting for the batch) and ``time`` (the whole iteration)."""
+"""IterTimerHook: ``data_time`` (waiting for the batch), ``time`` (the whole iteration)
+and ``samples/s`` (throughput of all processes together).
+
+``samples/s`` is the batch of this process x the number of processes / ``time``. It goes
+into the log buffer weighted by the iteration's time, so the logged average over an
+interval is (samples in the interval) / (time of the interval), not a mean of rates.
+"""
 from __future__ import annotations
 
 import time
+from typing import Any
+
+import torch
 
 from ..registry import HOOKS
 from .hook import Hook
 from .priority import Priority
 
 
+def batch_size(batch: Any) -> int | None:
+    """Samples in a batch: the first dimension of its first tensor (``(inputs, targets)``,
+    a dict of tensors, or a tensor); None when there is no tensor."""
+    if isinstance(batch, torch.Tensor):
+        return batch.shape[0] if batch.dim() else None
+    if isinstance(batch, (list, tuple)):
+        for item in batch:
+            n = batch_size(item)
+            if n is not None:
+                return n
+        return None
+    if isinstance(batch, dict):
+        for item in batch.values():
+            n = batch_size(item)
+            if n is not None:
+                return n
+    return None
+
+
 @HOOKS.register_module()
 class IterTimerHook(Hook):
     priority = Priority.LOW
+    num_processes = 1  # set from the accelerator when the run starts
+
+    def before_run(self, runner) -> None:
+        self.num_processes = runner.accelerator.num_processes
 
     def before_epoch(self, runner) -> None:
         self.t = time.perf_counter()
@@ -19,5 +51,12 @@ class IterTimerHook(Hook):
         runner.log_buffer.update({"data_time": time.perf_counter() - self.t})
 
     def after_iter(self, runner) -> None:
-        runner.log_buffer.update({"time": time.perf_counter() - self.t})
+        dt = time.perf_counter() - self.t
+        buf = runner.log_buffer
+        buf.update({"time": dt})
+        n = runner.outputs.get("num_samples")
+        if n is None:
+            n = batch_size(runner.data_batch)
+        if n and dt > 0:
+            buf.update({"samples/s": n * self.num_processes / dt}, dt)
         self.t = time.perf_counter()

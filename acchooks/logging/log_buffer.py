@@ -14,6 +14,22 @@ from typing import Any
 import torch
 
 
+def _as_float64(vals: list) -> torch.Tensor:
+    """The values as one float64 CPU vector: Python numbers in one ``torch.tensor`` call,
+    same-dtype tensors in one stack and one transfer (a per-value conversion costs ~10 us
+    each, i.e. ~0.5 ms per key for a 50-iteration log interval)."""
+    first = type(vals[0])
+    if first in (float, int) and all(type(v) in (float, int) for v in vals):
+        return torch.tensor(vals, dtype=torch.float64)
+    if isinstance(vals[0], torch.Tensor):
+        dtype, device = vals[0].dtype, vals[0].device
+        if all(isinstance(v, torch.Tensor) and v.dtype == dtype and v.device == device
+               and v.numel() == 1 for v in vals):
+            return torch.stack([v.detach().reshape(()) for v in vals]).to(torch.float64).cpu()
+    return torch.stack([torch.as_tensor(v, dtype=torch.float64).detach().cpu().reshape(())
+                        for v in vals])
+
+
 class LogBuffer:
     """History of scalars plus the records published for the loggers at this stage.
 
@@ -63,8 +79,7 @@ class LogBuffer:
             vals, counts = vals[-n:], self.n_history[k][-n:]
             if not vals:
                 continue
-            t = torch.stack([torch.as_tensor(v, dtype=torch.float64).detach().cpu().reshape(())
-                             for v in vals])
+            t = _as_float64(vals)
             w = torch.tensor(counts, dtype=torch.float64)
             keys.append(k)
             means.append((t * w).sum() / w.sum())

@@ -1,11 +1,46 @@
 """The ``acchooks`` Python logger: console on every process at WARNING (INFO on the
-main process), plus ``<work_dir>/<timestamp>.log`` written by the main process only."""
+main process), plus ``<work_dir>/<timestamp>.log`` written by the main process only.
+
+While a progress bar is on screen (:class:`~acchooks.hooks.progress.ProgressBarHook`),
+console records are written with ``tqdm.write``: the bar is cleared, the line printed,
+the bar redrawn below it, so log lines never end up glued to a bar.
+"""
 from __future__ import annotations
 
 import logging
 import sys
 
 FORMAT = "%(asctime)s - acchooks - %(levelname)s - %(message)s"
+
+_bars = 0  # progress bars on screen (set by the progress hook)
+
+
+def progress_bar_opened() -> None:
+    global _bars
+    _bars += 1
+
+
+def progress_bar_closed() -> None:
+    global _bars
+    _bars = max(_bars - 1, 0)
+
+
+class ConsoleHandler(logging.StreamHandler):
+    """A StreamHandler that writes above an active tqdm progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not _bars:
+            super().emit(record)
+            return
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=self.stream)
+            self.flush()
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - logging must not break training
+            self.handleError(record)
 
 
 def get_logger(log_file: str | None = None, is_main: bool = True,
@@ -16,7 +51,7 @@ def get_logger(log_file: str | None = None, is_main: bool = True,
         h.close()
     logger.propagate = False
     fmt = logging.Formatter(FORMAT)
-    console = logging.StreamHandler(sys.stdout)
+    console = ConsoleHandler(sys.stdout)
     console.setFormatter(fmt)
     logger.addHandler(console)
     if is_main and log_file is not None:

@@ -121,14 +121,41 @@ def register_default_hooks(runner, cfg, val_loader) -> None:
         ev.setdefault("type", "EvalHook")
         runner.register_hook(HOOKS.build(ev, dataloader=val_loader))
     log_cfg = cfg.get("log_config") or {}
+    loggers = []
     for h in log_cfg.get("hooks", []):
         h = dict(h)
         h.setdefault("interval", log_cfg.get("interval", _LOGGER_DEFAULT_INTERVAL))
-        runner.register_hook(HOOKS.build(h))
+        loggers.append(runner.register_hook(HOOKS.build(h)))
+    text_logger = HOOKS.get("TextLoggerHook")
+    progress = progress_hook(cfg, text_logger=any(isinstance(h, text_logger) for h in loggers))
+    if progress is not None and runner.is_main_process:  # progress: main process only
+        runner.register_hook(progress)
     for h in cfg.get("custom_hooks", []) or []:
         h = copy.deepcopy(dict(h))
         priority = get_priority(h.pop("priority", "NORMAL"))
         runner.register_hook(HOOKS.build(h), priority=priority)
+
+
+def progress_hook(cfg, text_logger: bool):
+    """The ProgressBarHook from ``progress_config`` (default on), or None where it would
+    show nothing: disabled, or ``mode='auto'`` off a terminal with a TextLoggerHook."""
+    pc = cfg.get("progress_config", {})
+    if pc is None:
+        return None
+    pc = dict(pc)
+    if not pc.pop("enable", True):
+        return None
+    pc.setdefault("type", "ProgressBarHook")
+    hook = HOOKS.build(pc)
+    return None if hook.setup(text_logger) == "off" else hook
+
+
+def configure_hook_timing(runner, cfg) -> None:
+    """``hook_timing=dict(enable=True, sample_every='auto', log_every=0)``."""
+    ht = dict(cfg.get("hook_timing") or {})
+    runner.hooks.configure_timing(enable=ht.get("enable", True),
+                                  sample_every=ht.get("sample_every", "auto"))
+    runner.hook_timing_log_every = ht.get("log_every", 0)
 
 
 def build_runner(cfg, logger, timestamp: str | None = None):
@@ -167,6 +194,7 @@ def build_runner(cfg, logger, timestamp: str | None = None):
                          criterion=criterion, data_loaders=loaders,
                          workflow=cfg.get("workflow", [("train", 1)]), logger=logger, cfg=cfg,
                          meta=meta, timestamp=timestamp, **runner_cfg)
+    configure_hook_timing(runner, cfg)
     register_default_hooks(runner, cfg, loaders.get("val"))
     logger.info("Environment: " + ", ".join(f"{k}={v}" for k, v in meta["env_info"].items()))
     if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":

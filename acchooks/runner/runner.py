@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import os.path as osp
+import time
 from collections.abc import Iterable
 from contextlib import nullcontext
 from typing import Any
@@ -69,6 +70,8 @@ class Runner:
         self.data_batch: Any = None
         self.outputs: dict[str, Any] = {}
         self.data_loader: Iterable | None = None
+        self.run_started: float | None = None  # time.perf_counter() when run() started
+        self.hook_timing_log_every = 0  # log the hook timing table every N train log lines
 
     # ---------------------------------------------------------------- properties
     @property
@@ -129,8 +132,19 @@ class Runner:
         self.hooks.call(stage, self)
         self.stage = None
 
+    def _call_hook_timed(self, stage: str) -> None:
+        """``call_hook`` with each hook timed: the sampled iterations (see HookTable)."""
+        self.stage = stage
+        self.hooks.call_timed(stage, self)
+        self.stage = None
+
     def get_hook_info(self) -> str:
         return self.hooks.describe()
+
+    def hook_timing_report(self, top: int | None = None) -> str:
+        """Time spent per hook and stage since the run started (this process)."""
+        wall = time.perf_counter() - self.run_started if self.run_started is not None else None
+        return self.hooks.timing_report(wall, top=top)
 
     # ---------------------------------------------------------------- steps
     def _through_wrapper(self, method: str, *args: Any) -> Any:
@@ -198,13 +212,19 @@ class Runner:
 
     def _train_iter(self, batch: Any) -> None:
         self.data_batch = batch
-        self.call_hook("before_train_iter")
+        hooks = self.hooks
+        if hooks.train_countdown:  # hook timing samples ~1 iteration in N (HookTable)
+            hooks.train_countdown -= 1
+            call_hook = self.call_hook
+        else:
+            call_hook = self._call_hook_timed
+        call_hook("before_train_iter")
         # with no accumulation, accumulate() only re-asserts sync_gradients=True (~20 us)
         with (self.accelerator.accumulate(self.model)
               if self.accelerator.gradient_accumulation_steps > 1 else nullcontext()):
             self.outputs = self.train_step(batch)
             self.log_buffer.update(self.outputs["log_vars"], self.outputs.get("num_samples", 1))
-            self.call_hook("after_train_iter")
+            call_hook("after_train_iter")
         self.log_buffer.clear_output()
         self.iter += 1
         signum = self.preemption.requested(self.accelerator)
@@ -232,10 +252,16 @@ class Runner:
 
     def _val_iter(self, batch: Any) -> None:
         self.data_batch = batch
-        self.call_hook("before_val_iter")
+        hooks = self.hooks
+        if hooks.val_countdown:
+            hooks.val_countdown -= 1
+            call_hook = self.call_hook
+        else:
+            call_hook = self._call_hook_timed
+        call_hook("before_val_iter")
         self.outputs = self.val_step(batch)
         self.log_buffer.update(self.outputs["log_vars"], self.outputs.get("num_samples", 1))
-        self.call_hook("after_val_iter")
+        call_hook("after_val_iter")
 
     def _resumed_batches(self, loader: Iterable) -> tuple[Iterable, int]:
         """The loader, minus the batches this epoch had consumed before a resume."""
@@ -285,6 +311,8 @@ class Runner:
         self.logger.info(f"Start running, work_dir: {self.work_dir}, workflow: {self.workflow}, "
                          f"max: {target}")
         self.logger.info(self.get_hook_info())
+        self.hooks.reset_timing()
+        self.run_started = time.perf_counter()
         from .preemption import MARKER
         if self.is_main_process and osp.exists(osp.join(self.work_dir, MARKER)):
             os.remove(osp.join(self.work_dir, MARKER))  # this run supersedes the preempted one
@@ -298,12 +326,18 @@ class Runner:
                 self._run_iters()
         except Preempted:
             self.call_hook("after_run")  # loggers flush and close their files
+            self._log_hook_timing()
             self.accelerator.wait_for_everyone()  # exit together: launchers kill stragglers
             raise
         finally:
             self.preemption.uninstall()
         self.call_hook("after_run")
+        self._log_hook_timing()
         self.accelerator.wait_for_everyone()
+
+    def _log_hook_timing(self) -> None:
+        if self.hooks.timing_enabled:
+            self.logger.info(self.hook_timing_report())
 
     def _run_epochs(self) -> None:
         while self.epoch < self.max_epochs:

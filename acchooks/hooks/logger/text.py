@@ -10,13 +10,16 @@ from typing import Any
 from ...registry import HOOKS
 from .base import LoggerHook
 
-_HEAD = ("mode", "epoch", "iter", "step", "lr", "momentum", "eta", "time", "data_time", "memory")
+_HEAD = ("mode", "epoch", "iter", "step", "lr", "momentum", "eta", "time", "data_time",
+         "samples/s", "memory")
 
 
 @HOOKS.register_module()
 class TextLoggerHook(LoggerHook):
     """Console lines like ``Epoch [1][50/391]\tlr: 1.000e-01, eta: 0:22:11, time: 0.074,
-    data_time: 0.021, loss: 2.1234`` and one JSON object per record, floats unrounded."""
+    data_time: 0.021, samples/s: 432.4, loss: 2.1234`` and one JSON object per record,
+    floats unrounded. Every ``runner.hook_timing_log_every`` train lines (config
+    ``hook_timing=dict(log_every=N)``), also the hook timing table so far."""
 
     def __init__(self, interval: int = 10, ignore_last: bool = True, reset_flag: bool = False,
                  by_epoch: bool = True, interval_exp_name: int = 1000):
@@ -28,6 +31,7 @@ class TextLoggerHook(LoggerHook):
         self.start_iter = runner.iter
         self.time_sec_tot = 0.0
         self.json_path = os.path.join(runner.work_dir, f"{runner.timestamp}.log.json")
+        self._train_lines = 0
         if runner.is_main_process:
             with open(self.json_path, "a") as f:
                 f.write(json.dumps(runner.meta, default=str) + "\n")
@@ -49,6 +53,11 @@ class TextLoggerHook(LoggerHook):
         with open(self.json_path, "a") as f:
             rec = {k: v for k, v in record.items() if k != "eta"}
             f.write(json.dumps(rec) + "\n")
+        if record["mode"] == "train":
+            self._train_lines += 1
+            every = getattr(runner, "hook_timing_log_every", 0)
+            if every and self._train_lines % every == 0 and runner.hooks.timing_enabled:
+                runner.logger.info(runner.hook_timing_report(top=10))
 
     @staticmethod
     def format_line(runner, r: dict[str, Any]) -> str:
@@ -59,6 +68,7 @@ class TextLoggerHook(LoggerHook):
             parts += [f"eta: {r['eta']}"] if "eta" in r else []
             parts += [f"time: {r['time']:.3f}"] if "time" in r else []
             parts += [f"data_time: {r['data_time']:.3f}"] if "data_time" in r else []
+            parts += [f"samples/s: {r['samples/s']:.1f}"] if "samples/s" in r else []
             parts += [f"memory: {r['memory']}"] if "memory" in r else []
         else:
             head = (f"Epoch({r['mode']}) [{r['epoch']}][{r['iter']}]\t" if runner.by_epoch
