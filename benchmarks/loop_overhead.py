@@ -238,6 +238,108 @@ def run_minimal(w: dict, out: str) -> None:
     mark.write()
 
 
+def _clock() -> float:
+    """The paired blocks' clock: wall time; ACCHOOKS_BENCH_CLOCK=cpu uses this thread's CPU
+    time instead (both sides run on one thread with OMP_NUM_THREADS=1)."""
+    return time.thread_time() if os.environ.get("ACCHOOKS_BENCH_CLOCK") == "cpu" \
+        else time.perf_counter()
+
+
+def run_paired_blocks(w: dict, out: str, work_dir: str, blocks: int) -> None:
+    """Both sides in ONE process, on the same Accelerator: epochs of the acchooks runner
+    (``runner.run()`` for one more epoch each time) and epochs of the minimal loop
+    alternate (A B, B A, ...); each block's steady time per iteration is taken between its
+    first and last optimizer step, so run()'s start and end are outside it. Differences
+    between processes (memory layout, CPU frequency), which dominate the per-process
+    comparison on a noisy VM, cancel within a pair."""
+    import torch
+
+    from acchooks import HOOKS, Hook
+    from acchooks.config import Config
+    from acchooks.config.schema import check_config
+    from acchooks.logging import get_logger
+    from acchooks.runner import build_runner
+
+    _register_hook()
+    if "BenchBlockHook" not in HOOKS:
+        @HOOKS.register_module()
+        class BenchBlockHook(Hook):  # noqa: F841 - registered
+            def __init__(self):
+                self.ts: list[float] = []
+
+            def after_train_iter(self, runner) -> None:
+                self.ts.append(_clock())
+
+    raw = _config(w, out, work_dir)
+    raw.pop("custom_imports")
+    raw["runner"] = dict(type="EpochBasedRunner", max_epochs=1)
+    raw["custom_hooks"] = [dict(type="BenchBlockHook", priority="LOWEST")]
+    cfg = Config(raw, filename=os.path.join(work_dir, "bench_cfg.py"))
+    problems, _ = check_config(cfg)
+    assert not problems, problems
+    os.makedirs(work_dir, exist_ok=True)
+    runner = build_runner(cfg, get_logger(os.path.join(work_dir, "run.log")), "bench")
+    acc = runner.accelerator
+    runner.data_loaders["train"] = acc.prepare(tensor_loader(w))
+    marker = runner.hooks.get("BenchBlockHook")
+
+    torch.manual_seed(SEED)
+    model = _build_model(w)
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
+    model, opt, loader = acc.prepare(model, opt, tensor_loader(w))
+    criterion = torch.nn.CrossEntropyLoss()
+    model.train()
+
+    def minimal_epoch(epoch: int) -> float:
+        loader.set_epoch(epoch)
+        ts = []
+        for x, y in loader:
+            loss = criterion(model(x), y)
+            acc.backward(loss)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            ts.append(_clock())
+        return (ts[-1] - ts[0]) / (len(ts) - 1)
+
+    def acchooks_epoch() -> float:
+        runner.max_epochs = runner.epoch + 1
+        marker.ts = []
+        runner.run()
+        return (marker.ts[-1] - marker.ts[0]) / (len(marker.ts) - 1)
+
+    res: dict[str, list[float]] = {"acchooks": [], "minimal": []}
+    for b in range(blocks + 1):  # block 0 warms both sides up
+        for side in (SIDES if b % 2 == 0 else SIDES[::-1]):
+            dt = acchooks_epoch() if side == "acchooks" else minimal_epoch(b)
+            if b:
+                res[side].append(dt * 1e6)
+    with open(out, "w") as f:
+        json.dump(res, f)
+
+
+def paired_blocks(wname: str, w: dict, procs: int, blocks: int, threads: int, tmp: str) -> dict:
+    """``procs`` processes of :func:`run_paired_blocks`; the per-pair differences pooled."""
+    diffs, a_all, m_all = [], [], []
+    for _ in range(procs):
+        out = tempfile.mktemp(dir=tmp, suffix=".json")
+        cmd = [sys.executable, os.path.abspath(__file__), "--child", "paired", "--out", out,
+               "--workload-json", json.dumps(w), "--work-dir", tempfile.mkdtemp(dir=tmp),
+               "--blocks", str(blocks)]
+        proc = subprocess.run(cmd, env=_child_env(threads), cwd=tmp, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0 or not os.path.exists(out):
+            raise RuntimeError(f"paired {wname} failed ({proc.returncode}): {proc.stderr[-3000:]}")
+        with open(out) as f:
+            r = json.load(f)
+        a_all += r["acchooks"]
+        m_all += r["minimal"]
+        diffs += [a - m for a, m in zip(r["acchooks"], r["minimal"], strict=True)]
+    return {"processes": procs, "blocks_per_process": blocks, "iters_per_block": w["epoch_len"],
+            "acchooks_us_per_iter": _stats(a_all), "minimal_us_per_iter": _stats(m_all),
+            "overhead_us_per_iter": _stats(diffs),
+            "time_ratio": statistics.median(a_all) / statistics.median(m_all)}
+
+
 def _child_env(threads: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update(OMP_WAIT_POLICY=env.get("OMP_WAIT_POLICY", "PASSIVE"), OMP_NUM_THREADS=str(threads),
@@ -289,7 +391,11 @@ def bench(workloads: dict[str, dict], reps: int, threads: int) -> dict:
             for s, rs in runs.items():
                 sides[s]["threads"] = rs[0]["threads"]
             a, m = sides["acchooks"], sides["minimal"]
+            paired = (paired_blocks(wname, w, procs=2 if reps > 1 else 1,
+                                    blocks=max(2, 2 * reps), threads=threads, tmp=tmp)
+                      if w["data"] == "tensors" else None)
             results[wname] = {
+                "same_process": paired,
                 "workload": w, "reps": reps, "sides": sides,
                 "overhead_us_per_iter": a["us_per_iter"]["median"] - m["us_per_iter"]["median"],
                 "time_ratio": a["us_per_iter"]["median"] / m["us_per_iter"]["median"],
@@ -312,6 +418,13 @@ def print_table(results: dict) -> None:
             print(f"{wname:9s} {s:9s} {cell(v['us_per_iter'], '8.0f'):>26s} "
                   f"{cell(v['steps_per_s'], '6.1f'):>22s} {cell(v['startup_s'], '5.2f'):>20s} "
                   f"{cell(v['maxrss_mb'], '6.0f'):>22s}")
+        p = r.get("same_process")
+        if p:
+            o = p["overhead_us_per_iter"]
+            print(f"{wname:9s} same process, {p['processes']} x {p['blocks_per_process']} paired "
+                  f"blocks of {p['iters_per_block']} iterations: acchooks - minimal = "
+                  f"{o['median']:+.1f} us/iter [{o['min']:+.1f} to {o['max']:+.1f}] "
+                  f"(time x{p['time_ratio']:.3f})")
         print(f"{wname:9s} acchooks/minimal: {r['overhead_us_per_iter']:+.0f} us/iter "
               f"(time x{r['time_ratio']:.3f}, steps/s x{r['steps_per_s_ratio']:.3f}), "
               f"start-up {r['startup_delta_s']:+.2f} s (x{r['startup_ratio']:.2f}), "
@@ -328,7 +441,11 @@ def main() -> None:
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--workload-json", help=argparse.SUPPRESS)
     ap.add_argument("--work-dir", help=argparse.SUPPRESS)
+    ap.add_argument("--blocks", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child == "paired":
+        run_paired_blocks(json.loads(args.workload_json), args.out, args.work_dir, args.blocks)
+        return
     if args.child == "minimal":
         run_minimal(json.loads(args.workload_json), args.out)
         return

@@ -71,6 +71,7 @@ class OptimizerHook(Hook):
         self.cumulative_iters = cumulative_iters
         self.nonfinite = nonfinite
         self.skipped_steps = 0
+        self._n = 1  # Accelerate's accumulation steps, set before the run
         self._bad_loss: torch.Tensor | None = None  # any non-finite loss in this window
 
     def state_dict(self) -> dict:
@@ -81,6 +82,7 @@ class OptimizerHook(Hook):
 
     def before_run(self, runner) -> None:
         n = runner.accelerator.gradient_accumulation_steps
+        self._n = n  # fixed when the Accelerator is made; read every iteration
         if self.cumulative_iters > 1 and n != self.cumulative_iters:
             raise ConfigError(f"optimizer_config.cumulative_iters={self.cumulative_iters} but the "
                               f"Accelerator accumulates {n} micro-batches (accelerator."
@@ -130,13 +132,15 @@ class OptimizerHook(Hook):
         if self.nonfinite is not None:
             bad = ~torch.isfinite(loss.detach())
             self._bad_loss = bad if self._bad_loss is None else self._bad_loss | bad
-        n = acc.gradient_accumulation_steps
-        factor = self._loss_factor(runner, n) if n > 1 else n
-        acc.backward(loss * (n / factor) if factor != n else loss)
+        n = self._n
         if n > 1:
+            factor = self._loss_factor(runner, n)
+            acc.backward(loss * (n / factor) if factor != n else loss)
             self._arm_last_window(runner, runner.iter + 1)
-        if not acc.sync_gradients:
-            return
+            if not acc.sync_gradients:
+                return
+        else:
+            acc.backward(loss)
         params = ([p for p in runner.model.parameters() if p.grad is not None]
                   if self.nonfinite is not None or self.grad_clip is not None else [])
         if self.nonfinite is not None and self._skip_nonfinite(runner, params):
@@ -150,12 +154,13 @@ class OptimizerHook(Hook):
                 runner.log_buffer.update({"grad_norm": norm.detach()})
         runner.optimizer.step()
         runner.optimizer.zero_grad(set_to_none=True)
-        if acc.optimizer_step_was_skipped:  # fp16 overflow: GradScaler skipped the update
+        scaled = acc.scaler is not None
+        if scaled and acc.optimizer_step_was_skipped:  # fp16 overflow: the update was skipped
             self.skipped_steps += 1
             runner.logger.debug(f"fp16 overflow: step {runner.step} skipped, loss scale lowered")
         else:
             runner.step += 1
-        if self.nonfinite == "skip" or acc.scaler is not None:
+        if scaled or self.nonfinite == "skip":
             runner.log_buffer.update({"skipped_steps": float(self.skipped_steps)})
 
     def _skip_nonfinite(self, runner, params: list[torch.Tensor]) -> bool:

@@ -20,7 +20,6 @@ import os
 import os.path as osp
 import time
 from collections.abc import Iterable
-from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -59,6 +58,10 @@ class Runner:
         self._length = 0
         self._unwrapped_for: nn.Module | None = None
         self._unwrapped: nn.Module | None = None
+        # fixed when the Accelerator is made; asked every iteration
+        self._accumulating = getattr(accelerator, "gradient_accumulation_steps", 1) > 1
+        self._own_steps_of: nn.Module | None = None
+        self._own_steps: dict[str, bool] = {}
         self.hooks = HookTable()
         from .preemption import PreemptionHandler
         self.preemption = PreemptionHandler()
@@ -173,9 +176,17 @@ class Runner:
         finally:
             restore()
 
+    def _own_step(self, method: str) -> bool:
+        """Whether the model defines ``train_step``/``val_step`` (asked once per model)."""
+        model = self.unwrapped_model
+        if self._own_steps_of is not model:
+            self._own_steps = {m: hasattr(model, m) for m in ("train_step", "val_step")}
+            self._own_steps_of = model
+        return self._own_steps[method]
+
     def _run_model(self, batch: Any, train: bool) -> dict[str, Any]:
         method = "train_step" if train else "val_step"
-        if hasattr(self.unwrapped_model, method):
+        if self._own_step(method):
             with self.accelerator.autocast():
                 out = self._through_wrapper(method, batch, self.optimizer)
             if not isinstance(out, dict) or "loss" not in out:
@@ -190,7 +201,8 @@ class Runner:
             return out
         inputs, targets = batch[0], batch[1]
         loss = self.criterion(self.model(inputs), targets)
-        return {"loss": loss, "log_vars": {"loss": loss.detach()}, "num_samples": len(inputs)}
+        n = inputs.shape[0] if isinstance(inputs, torch.Tensor) else len(inputs)  # len() of a
+        return {"loss": loss, "log_vars": {"loss": loss.detach()}, "num_samples": n}  # tensor: slow
 
     def train_step(self, batch: Any) -> dict[str, Any]:
         return self._run_model(batch, train=True)
@@ -220,16 +232,21 @@ class Runner:
             call_hook = self._call_hook_timed
         call_hook("before_train_iter")
         # with no accumulation, accumulate() only re-asserts sync_gradients=True (~20 us)
-        with (self.accelerator.accumulate(self.model)
-              if self.accelerator.gradient_accumulation_steps > 1 else nullcontext()):
-            self.outputs = self.train_step(batch)
-            self.log_buffer.update(self.outputs["log_vars"], self.outputs.get("num_samples", 1))
-            call_hook("after_train_iter")
+        if self._accumulating:
+            with self.accelerator.accumulate(self.model):
+                self._train_step_and_hooks(batch, call_hook)
+        else:
+            self._train_step_and_hooks(batch, call_hook)
         self.log_buffer.clear_output()
         self.iter += 1
         signum = self.preemption.requested(self.accelerator)
         if signum:
             self._stop_for_preemption(signum)
+
+    def _train_step_and_hooks(self, batch: Any, call_hook) -> None:
+        outputs = self.outputs = self.train_step(batch)
+        self.log_buffer.update(outputs["log_vars"], outputs.get("num_samples", 1))
+        call_hook("after_train_iter")
 
     def _stop_for_preemption(self, signum: int) -> None:
         import signal as _signal
