@@ -106,3 +106,20 @@ def test_two_processes_give_the_metrics_of_one(tmp_path):
     assert set(one) == {"accuracy_top-1", "accuracy_top-2", "precision", "recall", "f1_score",
                         "support"}
     assert one == two
+
+
+def test_iteration_based_evaluation_is_plotted_at_its_train_iteration(tmp_path):
+    """TensorBoard's x axis for an IterBasedRunner's evaluation: the train iteration it
+    follows (2 and 4), the same step the JSON log and W&B/MLflow use."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from acchooks.testing import run_config, tiny_config
+    cfg = tiny_config(tmp_path, runner=dict(_delete_=True, type="IterBasedRunner", max_iters=4),
+                      evaluation=dict(interval=2, by_epoch=False),
+                      log_config=dict(interval=1, hooks=[dict(type="TextLoggerHook"),
+                                                         dict(type="TensorboardLoggerHook")]))
+    run_config(cfg)
+    acc = EventAccumulator(str(tmp_path / "tf_logs"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("val/accuracy_top-1")] == [2, 4]
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4]

@@ -75,7 +75,8 @@ class EMAHook(Hook):
 
     # ---------------------------------------------------------------- setup
     def before_run(self, runner) -> None:
-        if str(runner.accelerator.distributed_type).endswith("FSDP"):
+        acc = getattr(runner, "accelerator", None)  # a bare runner (benchmarks) has none
+        if str(getattr(acc, "distributed_type", "")).endswith("FSDP"):
             # the EMA would average each process's shards (FSDP1: flat parameters under
             # wrapped names), and swapping EMA weights in for evaluation fails on DTensors
             raise ConfigError("custom_hooks (EMAHook): not supported under FSDP yet (the EMA "

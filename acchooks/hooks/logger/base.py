@@ -12,6 +12,29 @@ from typing import Any
 from ..hook import Hook
 from ..priority import Priority
 
+# not scalars to plot: the record's coordinates and timings
+_SKIP = ("mode", "epoch", "iter", "step", "lr", "momentum", "time", "data_time")
+
+
+def scalar_tags(record: dict[str, Any]) -> dict[str, float]:
+    """TensorboardLoggerHook's tags of one record: ``<mode>/<name>`` for each number, and
+    ``learning_rate``/``momentum`` for train records."""
+    tags = {f"{record['mode']}/{k}": v for k, v in record.items()
+            if k not in _SKIP and isinstance(v, (int, float))}
+    if record["mode"] == "train":
+        if "lr" in record:
+            tags["learning_rate"] = record["lr"]
+        if "momentum" in record:
+            tags["momentum"] = record["momentum"]
+    return tags
+
+
+def global_step(runner) -> int:
+    """The x axis: the global train iteration a record belongs to. During
+    ``after_train_iter`` (train records; an IterBasedRunner's evaluation) ``runner.iter``
+    has not counted the iteration yet; after a train epoch or in a val phase it has."""
+    return runner.iter + 1 if runner.stage == "after_train_iter" else runner.iter
+
 
 class LoggerHook(Hook):
     priority = Priority.VERY_LOW

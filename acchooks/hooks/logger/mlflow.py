@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...registry import HOOKS
-from .wandb import _ExternalLoggerHook, global_step, scalar_tags
+from .base import global_step, scalar_tags
+from .wandb import _ExternalLoggerHook
 
 _PARAM_KEY = re.compile(r"^[\w./ -]{1,250}$")  # what MLflow accepts as a param name
 _MAX_PARAM_VALUE = 6000  # MLflow's MAX_PARAM_VAL_LENGTH

@@ -7,9 +7,7 @@ import os
 from typing import Any
 
 from ...registry import HOOKS
-from .base import LoggerHook
-
-_SKIP = ("mode", "epoch", "iter", "step", "lr", "momentum", "time", "data_time")
+from .base import LoggerHook, global_step, scalar_tags
 
 
 @HOOKS.register_module()
@@ -30,16 +28,9 @@ class TensorboardLoggerHook(LoggerHook):
     def log(self, runner, record: dict[str, Any]) -> None:
         if self.writer is None:
             return
-        step = runner.iter + 1 if record["mode"] == "train" and runner.mode == "train" else runner.iter
-        for k, v in record.items():
-            if k in _SKIP or not isinstance(v, (int, float)):
-                continue
-            self.writer.add_scalar(f"{record['mode']}/{k}", v, step)
-        if record["mode"] == "train":
-            if "lr" in record:
-                self.writer.add_scalar("learning_rate", record["lr"], step)
-            if "momentum" in record:
-                self.writer.add_scalar("momentum", record["momentum"], step)
+        step = global_step(runner)
+        for tag, value in scalar_tags(record).items():
+            self.writer.add_scalar(tag, value, step)
 
     def after_run(self, runner) -> None:
         super().after_run(runner)

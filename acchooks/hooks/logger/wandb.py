@@ -18,30 +18,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...registry import HOOKS
-from .base import LoggerHook
-from .tensorboard import _SKIP
+from .base import LoggerHook, global_step, scalar_tags
 
 _SUMMARIES = ("min", "max", "mean", "best", "last", "none")
-
-
-def scalar_tags(record: dict[str, Any]) -> dict[str, float]:
-    """TensorboardLoggerHook's tags of one record: ``<mode>/<name>`` for each number, and
-    ``learning_rate``/``momentum`` for train records."""
-    tags = {f"{record['mode']}/{k}": v for k, v in record.items()
-            if k not in _SKIP and isinstance(v, (int, float))}
-    if record["mode"] == "train":
-        if "lr" in record:
-            tags["learning_rate"] = record["lr"]
-        if "momentum" in record:
-            tags["momentum"] = record["momentum"]
-    return tags
-
-
-def global_step(runner) -> int:
-    """The x axis: the global train iteration a record belongs to. During
-    ``after_train_iter`` (train records; an IterBasedRunner's evaluation) ``runner.iter``
-    has not counted the iteration yet; after a train epoch or in a val phase it has."""
-    return runner.iter + 1 if runner.stage == "after_train_iter" else runner.iter
 
 
 def missing_package(cls: type, package: str, extra: str, path: str | None = None) -> str | None:
