@@ -169,22 +169,27 @@ def tensor_loader(w: dict):
                       drop_last=False, pin_memory=False, persistent_workers=False, generator=g)
 
 
-def run_acchooks_inproc(w: dict, out: str, work_dir: str) -> None:
-    """acchooks built as train.py builds it, with the train loader swapped for the tensors."""
+def _inproc_runner(w: dict, out: str, work_dir: str, **overrides):
+    """acchooks built as train.py builds it (``overrides`` replace config keys), with the
+    train loader swapped for the tensors."""
     from acchooks.config import Config
-    from acchooks.config.schema import check_config
+    from acchooks.config.schema import check_or_raise
     from acchooks.logging import get_logger
     from acchooks.runner import build_runner
 
     _register_hook()
-    raw = _config(w, out, work_dir)
+    raw = {**_config(w, out, work_dir), **overrides}
     raw.pop("custom_imports")
     cfg = Config(raw, filename=os.path.join(work_dir, "bench_cfg.py"))
-    problems, _ = check_config(cfg)
-    assert not problems, problems
+    check_or_raise(cfg)
     os.makedirs(work_dir, exist_ok=True)
     runner = build_runner(cfg, get_logger(os.path.join(work_dir, "run.log")), "bench")
     runner.data_loaders["train"] = runner.accelerator.prepare(tensor_loader(w))
+    return runner
+
+
+def run_acchooks_inproc(w: dict, out: str, work_dir: str) -> None:
+    runner = _inproc_runner(w, out, work_dir)
     if w.get("channels_last"):
         import torch
         runner.model.to(memory_format=torch.channels_last)
@@ -255,12 +260,7 @@ def run_paired_blocks(w: dict, out: str, work_dir: str, blocks: int) -> None:
     import torch
 
     from acchooks import HOOKS, Hook
-    from acchooks.config import Config
-    from acchooks.config.schema import check_config
-    from acchooks.logging import get_logger
-    from acchooks.runner import build_runner
 
-    _register_hook()
     if "BenchBlockHook" not in HOOKS:
         @HOOKS.register_module()
         class BenchBlockHook(Hook):  # noqa: F841 - registered
@@ -270,17 +270,10 @@ def run_paired_blocks(w: dict, out: str, work_dir: str, blocks: int) -> None:
             def after_train_iter(self, runner) -> None:
                 self.ts.append(_clock())
 
-    raw = _config(w, out, work_dir)
-    raw.pop("custom_imports")
-    raw["runner"] = dict(type="EpochBasedRunner", max_epochs=1)
-    raw["custom_hooks"] = [dict(type="BenchBlockHook", priority="LOWEST")]
-    cfg = Config(raw, filename=os.path.join(work_dir, "bench_cfg.py"))
-    problems, _ = check_config(cfg)
-    assert not problems, problems
-    os.makedirs(work_dir, exist_ok=True)
-    runner = build_runner(cfg, get_logger(os.path.join(work_dir, "run.log")), "bench")
+    runner = _inproc_runner(w, out, work_dir,
+                            runner=dict(type="EpochBasedRunner", max_epochs=1),
+                            custom_hooks=[dict(type="BenchBlockHook", priority="LOWEST")])
     acc = runner.accelerator
-    runner.data_loaders["train"] = acc.prepare(tensor_loader(w))
     marker = runner.hooks.get("BenchBlockHook")
 
     torch.manual_seed(SEED)
@@ -325,12 +318,7 @@ def paired_blocks(wname: str, w: dict, procs: int, blocks: int, threads: int, tm
         cmd = [sys.executable, os.path.abspath(__file__), "--child", "paired", "--out", out,
                "--workload-json", json.dumps(w), "--work-dir", tempfile.mkdtemp(dir=tmp),
                "--blocks", str(blocks)]
-        proc = subprocess.run(cmd, env=_child_env(threads), cwd=tmp, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
-        if proc.returncode != 0 or not os.path.exists(out):
-            raise RuntimeError(f"paired {wname} failed ({proc.returncode}): {proc.stderr[-3000:]}")
-        with open(out) as f:
-            r = json.load(f)
+        r = _run_child(cmd, out, threads, tmp, f"paired {wname}")
         a_all += r["acchooks"]
         m_all += r["minimal"]
         diffs += [a - m for a, m in zip(r["acchooks"], r["minimal"], strict=True)]
@@ -338,6 +326,16 @@ def paired_blocks(wname: str, w: dict, procs: int, blocks: int, threads: int, tm
             "acchooks_us_per_iter": _stats(a_all), "minimal_us_per_iter": _stats(m_all),
             "overhead_us_per_iter": _stats(diffs),
             "time_ratio": statistics.median(a_all) / statistics.median(m_all)}
+
+
+def _run_child(cmd: list[str], out: str, threads: int, tmp: str, what: str) -> dict:
+    """Run one benchmark child process; returns the JSON it wrote to ``out``."""
+    proc = subprocess.run(cmd, env=_child_env(threads), cwd=tmp, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0 or not os.path.exists(out):
+        raise RuntimeError(f"{what} failed ({proc.returncode}): {proc.stderr[-3000:]}")
+    with open(out) as f:
+        return json.load(f)
 
 
 def _child_env(threads: int) -> dict[str, str]:
@@ -361,12 +359,7 @@ def run_side(side: str, wname: str, w: dict, threads: int, tmp: str) -> dict:
         cmd = [sys.executable, os.path.abspath(__file__), "--child", side, "--out", out,
                "--workload-json", json.dumps(w), "--work-dir", work_dir]
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, env=_child_env(threads), cwd=tmp, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
-    if proc.returncode != 0 or not os.path.exists(out):
-        raise RuntimeError(f"{side} {wname} failed ({proc.returncode}): {proc.stderr[-3000:]}")
-    with open(out) as f:
-        res = json.load(f)
+    res = _run_child(cmd, out, threads, tmp, f"{side} {wname}")
     res["startup_s"] = res.pop("first_step_monotonic") - t0
     res["us_per_iter"] = res["steady_s"] / res["iters"] * 1e6
     res["steps_per_s"] = res["iters"] / res["steady_s"]

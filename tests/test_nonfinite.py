@@ -55,6 +55,16 @@ def test_checkpoint_with_nonfinite_weights_is_never_latest(tmp_path):
     assert "resumed from" in res.stdout and "epoch_1" in res.stdout
 
 
+def train_log(work, opts):
+    """``train.py`` on the tiny config with ``--cfg-options opts``; the JSON log records."""
+    res = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(TINY),
+                          "--work-dir", str(work), "--cfg-options", *opts], env=ENV,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    (log,) = work.glob("*.log.json")
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(),
                     reason="Accelerate ignores fp16 on a CPU (no autocast, no GradScaler)")
 def test_fp16_overflow_skips_the_step_and_logs_it(tmp_path):
@@ -63,12 +73,7 @@ def test_fp16_overflow_skips_the_step_and_logs_it(tmp_path):
     opts = ["accelerator.mixed_precision=fp16", "runner.max_epochs=1",
             "custom_imports={'imports': ['nan_hooks']}",
             "custom_hooks=[{'type': 'HugeLossAt', 'iter': 2, 'priority': 'HIGH'}]"]
-    res = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(TINY),
-                          "--work-dir", str(tmp_path), "--cfg-options", *opts], env=ENV,
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
-    (log,) = tmp_path.glob("*.log.json")
-    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    recs = train_log(tmp_path, opts)
     assert recs[0]["env_info"]["mixed_precision"] == "fp16"
     train = [r for r in recs if r.get("mode") == "train"]
     assert [r["step"] for r in train] == [1, 1, 2, 3]  # iteration 2 did not step
@@ -83,12 +88,7 @@ def test_loss_scaler_overflow_skips_the_step_on_cpu(tmp_path):
             "custom_imports={'imports': ['nan_hooks']}",
             "custom_hooks=[{'type': 'CpuGradScaler'}, "
             "{'type': 'HugeLossAt', 'iter': 2, 'factor': 1e38, 'priority': 'HIGH'}]"]
-    res = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(TINY),
-                          "--work-dir", str(tmp_path), "--cfg-options", *opts], env=ENV,
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
-    (log,) = tmp_path.glob("*.log.json")
-    train = [r for r in map(json.loads, log.read_text().splitlines()) if r.get("mode") == "train"]
+    train = [r for r in train_log(tmp_path, opts) if r.get("mode") == "train"]
     assert [r["step"] for r in train] == [1, 1, 2, 3]  # iteration 2 did not step
     assert [r["skipped_steps"] for r in train] == [0, 1, 1, 1]
     # lr steps down after 2 real optimizer steps: at iteration 4, not 3

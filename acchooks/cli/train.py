@@ -19,7 +19,7 @@ import tempfile
 import time
 from typing import Any
 
-from ..config import Config, DictAction, import_custom_modules
+from ..config import Config, DictAction
 from ..errors import ConfigError
 
 EXIT_BAD_INPUT = 2
@@ -65,12 +65,8 @@ def load_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
         cfg.load_from = args.load_from
     if getattr(args, "no_progress", False):
         cfg.progress_config = {**(cfg.get("progress_config") or {}), "enable": False}
-    import_custom_modules(cfg.get("custom_imports"))
-    from ..config.schema import check_config
-    problems, warnings = check_config(cfg)
-    if problems:
-        raise ConfigError(problems, source=args.config)
-    return cfg, warnings
+    from ..config.schema import check_or_raise
+    return cfg, check_or_raise(cfg, args.config)
 
 
 def main(argv: list[str] | None = None) -> int:

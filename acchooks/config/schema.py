@@ -157,6 +157,22 @@ def _check_runner(runner: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def check_or_raise(cfg: Mapping[str, Any], source: str | None = None,
+                   ignore: tuple[str, ...] = ()) -> list[str]:
+    """Import ``custom_imports``, check the config, raise ConfigError listing every problem
+    (those whose dotted path starts with one of ``ignore`` are dropped); returns the
+    warnings. What train.py, ``acchooks.testing`` and the tools do before building."""
+    from ..errors import ConfigError
+    from .options import import_custom_modules
+    import_custom_modules(cfg.get("custom_imports"))
+    problems, warnings = check_config(cfg)
+    if ignore:
+        problems = [p for p in problems if not p.startswith(ignore)]
+    if problems:
+        raise ConfigError(problems, source=source)
+    return warnings
+
+
 def check_config(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """All problems of a config, and warnings (unused keys), without building anything.
 

@@ -15,7 +15,6 @@ from typing import Any
 
 from ..config import Config
 from ..config.options import merge_dicts, strip_delete
-from ..errors import ConfigError
 
 TINY = dict(
     model=dict(type="TimmClassifier", model_name="test_resnet", num_classes=4, pretrained=False),
@@ -43,15 +42,11 @@ def tiny_config(work_dir: str | os.PathLike, **overrides: Any) -> Config:
 
 def run_config(cfg: Config, timestamp: str | None = None):
     """Check, build and run ``cfg`` in this process; returns the finished Runner."""
-    from ..config.options import import_custom_modules
-    from ..config.schema import check_config
+    from ..config.schema import check_or_raise
     from ..logging import get_logger
     from ..runner import build_runner
 
-    import_custom_modules(cfg.get("custom_imports"))
-    problems, _ = check_config(cfg)
-    if problems:
-        raise ConfigError(problems, source=cfg.filename)
+    check_or_raise(cfg, cfg.filename)
     from ..hooks.logger.text import now_timestamp
 
     os.makedirs(cfg.work_dir, exist_ok=True)

@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..config import Config, DictAction, import_custom_modules
-from ..errors import ConfigError
+from ..config import Config, DictAction
 
 
 def load_checked_config(path: str, cfg_options: dict | None = None,
@@ -22,13 +21,8 @@ def load_checked_config(path: str, cfg_options: dict | None = None,
     cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    import_custom_modules(cfg.get("custom_imports"))
-    from ..config.schema import check_config
-    problems, warnings = check_config(cfg)
-    problems = [p for p in problems if not p.startswith(ignore)] if ignore else problems
-    if problems:
-        raise ConfigError(problems, source=path)
-    return cfg, warnings
+    from ..config.schema import check_or_raise
+    return cfg, check_or_raise(cfg, path, ignore)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
