@@ -309,10 +309,10 @@ def test_custom_imports_failure(caplog):
         import_custom_modules(dict(imports=3))
 
 
-def test_misspelled_key_is_reported_without_importing_timm_or_torchvision(tmp_path):
+def test_misspelled_key_is_reported_without_importing_torch(tmp_path):
     """The fast path of the config check (benchmarks/config_errors.py times it): a key
-    error is found before timm, torchvision or Accelerate, which take seconds, are imported;
-    the model is then checked once the key is fixed."""
+    error is found before torch, timm, torchvision or Accelerate, which take seconds, are
+    imported; the hooks and then the model are checked once the key is fixed."""
     import subprocess
     import sys
     bad = tmp_path / "bad.py"
@@ -322,14 +322,21 @@ def test_misspelled_key_is_reported_without_importing_timm_or_torchvision(tmp_pa
                    "runner = dict(type='EpochBasedRunner', max_epochs=1)\n"
                    "checkpoint_cfg = dict(interval=1)\n")
     probe = ("import sys\nfrom acchooks.cli.train import main\nrc = main(['--config', sys.argv[1]])\n"
-             "print(rc, sorted(m for m in ('timm', 'torchvision', 'accelerate') if m in sys.modules))")
+             "print(rc, sorted(m for m in ('torch', 'timm', 'torchvision', 'accelerate') if m in sys.modules))")
     res = subprocess.run([sys.executable, "-c", probe, str(bad)], capture_output=True, text=True,
                          timeout=120)
     assert "did you mean 'checkpoint_config'" in res.stderr
     assert res.stdout.split("\n")[0] == "2 []", res.stdout + res.stderr[-2000:]
+    # fixed key, misspelled hook: torch (the hooks), still no timm
+    bad.write_text(bad.read_text().replace("checkpoint_cfg", "checkpoint_config")
+                   + "custom_hooks = [dict(type='EMAHok')]\n")
+    res = subprocess.run([sys.executable, "-c", probe, str(bad)], capture_output=True, text=True,
+                         timeout=120)
+    assert "unknown hook type 'EMAHok'" in res.stderr, res.stderr[-2000:]
+    assert res.stdout.split("\n")[0] == "2 ['torch']", res.stdout + res.stderr[-2000:]
+    bad.write_text(bad.read_text().replace("custom_hooks = [dict(type='EMAHok')]\n", ""))
     # fixed key, wrong model name: the second pass imports timm and names the model
-    bad.write_text(bad.read_text().replace("checkpoint_cfg", "checkpoint_config").replace("resnet18",
-                                                                              "resnet181"))
+    bad.write_text(bad.read_text().replace("resnet18", "resnet181"))
     res = subprocess.run([sys.executable, "-c", probe, str(bad)], capture_output=True, text=True,
                          timeout=120)
     assert res.stdout.startswith("2 ") and "model.model_name" in res.stderr, res.stderr[-2000:]

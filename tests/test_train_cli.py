@@ -132,16 +132,26 @@ class MyHook(Hook):
 
 
 def test_config_errors_reported_together_before_anything_is_made(tmp_path):
+    """Key errors come first, together (they need no import); once they are fixed, every
+    hook, priority, runner and optimizer error together; nothing is created either time."""
     (tmp_path / "my_hooks.py").write_text(MY_HOOKS)
     cfg = tmp_path / "bad.py"
     cfg.write_text(BAD.format(tiny=TINY))
     work = tmp_path / "work"
     res = run(["--config", str(cfg), "--work-dir", str(work)], cwd=tmp_path)
     assert res.returncode == 2
-    err = res.stderr
+    assert "2 problem(s)" in res.stderr, res.stderr
     for expected in [
         "evalution: unknown top-level key; did you mean 'evaluation'?",
         "checkpoint_cfg: unknown top-level key; did you mean 'checkpoint_config'?",
+    ]:
+        assert expected in res.stderr, res.stderr
+    cfg.write_text(BAD.format(tiny=TINY).replace("evalution", "evaluation")
+                   .replace("checkpoint_cfg", "checkpoint_config"))
+    res = run(["--config", str(cfg), "--work-dir", str(work)], cwd=tmp_path)
+    assert res.returncode == 2
+    err = res.stderr
+    for expected in [
         "custom_hooks[1] (MyHook): unexpected argument 'intervl'; did you mean 'interval'?",
         "custom_hooks[2].type: unknown hook type 'EMAHok'",
         "custom_hooks[3].priority: unknown priority 'NORMALL'; did you mean 'NORMAL'?",

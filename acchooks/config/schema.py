@@ -176,12 +176,21 @@ def check_or_raise(cfg: Mapping[str, Any], source: str | None = None,
 def check_config(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """All problems of a config, and warnings (unused keys), without building anything.
 
-    Two passes: first everything that needs only torch (keys, runner, hooks, schedules,
-    workflow, torch.optim optimizers, loader settings), then, if that found nothing, what
-    needs timm or torchvision (model names, losses, datasets, timm optimizers, weights to
-    load). Importing those takes seconds, so a misspelled key is reported without them;
-    the model and data are checked on the next run, once the first problems are fixed."""
-    problems, warnings = _check_light(cfg)
+    Three passes, each run only if the one before found nothing, so the commonest mistake
+    is reported fastest:
+
+    1. plain Python, nothing imported: top-level keys and their types, required keys,
+       ``accelerator``, ``hook_timing``, ``progress_config.enable``, ``workflow``
+       (a misspelled key is reported in about the time Python takes to start);
+    2. torch: runner, hooks, schedules, torch.optim optimizers, loader settings;
+    3. timm and torchvision: model names, losses, datasets, timm optimizers, weights to
+       load.
+
+    Each later pass is reported on the next run, once the earlier problems are fixed."""
+    problems, warnings = _check_static(cfg)
+    if problems:
+        return problems, warnings
+    problems = _check_light(cfg)
     if problems:
         return problems, warnings
     return _check_heavy(cfg), warnings
@@ -221,7 +230,8 @@ def _light_optimizer_problems(opt: Any) -> list[str]:
     return []
 
 
-def _check_light(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+def _check_static(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """What needs no import: keys, their types, and the plain-value sections."""
     problems: list[str] = []
     warnings: list[str] = []
     for key in cfg:
@@ -240,18 +250,12 @@ def _check_light(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
         if key not in cfg:
             problems.append(f"{key}: missing (required)")
     ok = _bad_keys(cfg, problems)
-    if ok("data"):
-        problems += _check_data(cfg["data"])
-    if ok("optimizer"):
-        problems += _light_optimizer_problems(cfg["optimizer"])
-    if ok("runner"):
-        problems += _check_runner(cfg["runner"])
-    problems += _check_hooks(cfg, ok)
     for i, w in enumerate(cfg.get("workflow", [("train", 1)]) if ok("workflow") else []):
         if (not isinstance(w, (list, tuple)) or len(w) != 2 or w[0] not in ("train", "val")
                 or not isinstance(w[1], int) or w[1] < 1):
             problems.append(f"workflow[{i}]: expected ('train', N) or ('val', N) with N >= 1, got {w!r}")
-        elif w[0] == "val" and ok("data") and "val" not in cfg["data"]:
+        elif (w[0] == "val" and ok("data") and isinstance(cfg["data"], Mapping)
+              and "val" not in cfg["data"]):
             problems.append(f"workflow[{i}]: a 'val' phase needs data.val")
     if ok("hook_timing"):
         problems += _check_typed(cfg["hook_timing"], HOOK_TIMING_KEYS, "hook_timing")
@@ -264,11 +268,9 @@ def _check_light(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
             problems.append(f"hook_timing.sample_every: expected 'auto' or an int >= 1, got "
                             f"{cfg['hook_timing']['sample_every']!r}")
     if ok("progress_config") and cfg["progress_config"] is not None:
-        pc = dict(cfg["progress_config"])
-        if not isinstance(pc.pop("enable", True), bool):
-            problems.append(f"progress_config.enable: expected bool, got "
-                            f"{cfg['progress_config']['enable']!r}")
-        problems += check_registered(HOOKS, pc, "progress_config", default_type="ProgressBarHook")
+        pc = cfg["progress_config"]
+        if not isinstance(pc.get("enable", True), bool):
+            problems.append(f"progress_config.enable: expected bool, got {pc['enable']!r}")
         if pc.get("mode", "auto") not in ("auto", "bar", "lines"):
             problems.append(f"progress_config.mode: expected 'auto', 'bar' or 'lines', got "
                             f"{pc['mode']!r}")
@@ -278,6 +280,23 @@ def _check_light(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
         if mp is not None and mp not in ("no", "fp16", "bf16", "fp8"):
             problems.append(f"accelerator.mixed_precision: '{mp}' is not one of no, fp16, bf16, fp8")
     return problems, warnings
+
+
+def _check_light(cfg: Mapping[str, Any]) -> list[str]:
+    """What needs torch (the hooks, runners and torch.optim), not timm or torchvision."""
+    problems: list[str] = []
+    ok = _bad_keys(cfg, problems)
+    if ok("data"):
+        problems += _check_data(cfg["data"])
+    if ok("optimizer"):
+        problems += _light_optimizer_problems(cfg["optimizer"])
+    if ok("runner"):
+        problems += _check_runner(cfg["runner"])
+    problems += _check_hooks(cfg, ok)
+    if ok("progress_config") and cfg["progress_config"] is not None:
+        pc = {k: v for k, v in cfg["progress_config"].items() if k != "enable"}
+        problems += check_registered(HOOKS, pc, "progress_config", default_type="ProgressBarHook")
+    return problems
 
 
 def _check_model(model_cfg: Mapping) -> list[str]:
