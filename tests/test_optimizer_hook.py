@@ -9,6 +9,8 @@ import torch
 from toy_mlp import mlp_config
 
 from acchooks.errors import ConfigError
+from acchooks.hooks.hook import Hook
+from acchooks.hooks.priority import Priority
 from acchooks.registry import HOOKS
 from acchooks.testing import run_config
 
@@ -136,3 +138,49 @@ def test_nonfinite_skip_counts_and_keeps_weights_finite(tmp_path):
 def test_bad_optimizer_config(tmp_path, opt_cfg, match):
     with pytest.raises(ConfigError, match=match):
         run_config(mlp_config(tmp_path, optimizer_config=opt_cfg))
+
+
+@HOOKS.register_module(force=True)
+class BatchRecorderHook(Hook):
+    """Records the initial weights, and each iteration's batch and learning rates."""
+
+    priority = Priority.LOW  # before_train_iter: after the LrUpdaterHook has set the lr
+
+    def __init__(self):
+        self.batches, self.lrs, self.initial = [], [], None
+
+    def before_run(self, runner):
+        import copy
+        self.initial = copy.deepcopy(runner.unwrapped_model)
+
+    def before_train_iter(self, runner):
+        self.batches.append([t.clone() for t in runner.data_batch[:2]])
+        self.lrs.append([g["lr"] for g in runner.optimizer.param_groups])
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_steps_equal_a_plain_torch_loop_over_the_same_batches(tmp_path, n):
+    """The OptimizerHook's backward/step/zero_grad (which skips AcceleratedOptimizer's
+    per-step checks where that is equivalent) give exactly the weights of a plain PyTorch
+    loop over the same batches: loss / n, backward, step and zero_grad every n batches."""
+    runner = run_config(mlp_config(
+        tmp_path, num_samples=48, runner=dict(max_epochs=2),
+        optimizer=dict(type="SGD", lr=0.1, momentum=0.9, weight_decay=1e-4, nesterov=True),
+        lr_config=dict(_delete_=True, policy="step", step=[1], gamma=0.5),
+        accelerator=dict(gradient_accumulation_steps=n),
+        custom_hooks=[dict(type="BatchRecorderHook")]))
+    rec = runner.hooks.get("BatchRecorderHook")
+    assert len(rec.batches) == 12 and runner.step == 12 // n
+    model = rec.initial
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4,
+                          nesterov=True)
+    for i, ((x, y), lrs) in enumerate(zip(rec.batches, rec.lrs, strict=True)):
+        for g, lr in zip(opt.param_groups, lrs, strict=True):
+            g["lr"] = lr
+        (torch.nn.functional.cross_entropy(model(x), y) / n).backward()
+        if (i + 1) % n == 0:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(weights(runner)[k], v, rtol=0, atol=0, msg=k)
+    assert all(p.grad is None for p in runner.unwrapped_model.parameters())
