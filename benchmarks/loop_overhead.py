@@ -80,6 +80,9 @@ class _Marker:
             now = time.monotonic()
             if n == 1:
                 self.t["first_step"] = now
+                # CPU seconds of this process so far: the start-up work without the time
+                # spent waiting for a CPU, which dominates wall-time noise on a shared VM
+                self.t["first_step_cpu"] = time.process_time()
             if n == self.warmup:
                 self.t["warm"] = now
             if n == self.warmup + self.iters:
@@ -88,6 +91,7 @@ class _Marker:
     def write(self) -> None:
         import torch
         res = {"first_step_monotonic": self.t["first_step"],
+               "startup_cpu_s": self.t["first_step_cpu"],
                "steady_s": self.t["end"] - self.t["warm"], "iters": self.iters,
                "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                "threads": torch.get_num_threads(),
@@ -402,7 +406,8 @@ def bench(workloads: dict[str, dict], reps: int, threads: int) -> dict:
                 for side in (SIDES if rep % 2 == 0 else SIDES[::-1]):
                     runs[side].append(run_side(side, wname, w, threads, tmp))
             sides = {s: {k: _stats([r[k] for r in rs])
-                         for k in ("us_per_iter", "steps_per_s", "startup_s", "maxrss_mb")}
+                         for k in ("us_per_iter", "steps_per_s", "startup_s", "startup_cpu_s",
+                                   "maxrss_mb")}
                      for s, rs in runs.items()}
             for s, rs in runs.items():
                 sides[s]["threads"] = rs[0]["threads"]
@@ -418,6 +423,7 @@ def bench(workloads: dict[str, dict], reps: int, threads: int) -> dict:
                 "steps_per_s_ratio": a["steps_per_s"]["median"] / m["steps_per_s"]["median"],
                 "startup_delta_s": a["startup_s"]["median"] - m["startup_s"]["median"],
                 "startup_ratio": a["startup_s"]["median"] / m["startup_s"]["median"],
+                "startup_cpu_delta_s": a["startup_cpu_s"]["median"] - m["startup_cpu_s"]["median"],
                 "rss_ratio": a["maxrss_mb"]["median"] / m["maxrss_mb"]["median"],
             }
     return results
@@ -428,12 +434,12 @@ def print_table(results: dict) -> None:
         return f"{s['median']:{fmt}} [{s['min']:{fmt}}-{s['max']:{fmt}}]"
 
     print(f"{'workload':9s} {'side':9s} {'us/iter':>26s} {'steps/s':>22s} {'start-up s':>20s} "
-          f"{'peak RSS MB':>22s}")
+          f"{'start-up CPU s':>20s} {'peak RSS MB':>22s}")
     for wname, r in results.items():
         for s, v in r["sides"].items():
             print(f"{wname:9s} {s:9s} {cell(v['us_per_iter'], '8.0f'):>26s} "
                   f"{cell(v['steps_per_s'], '6.1f'):>22s} {cell(v['startup_s'], '5.2f'):>20s} "
-                  f"{cell(v['maxrss_mb'], '6.0f'):>22s}")
+                  f"{cell(v['startup_cpu_s'], '5.2f'):>20s} {cell(v['maxrss_mb'], '6.0f'):>22s}")
         p = r.get("same_process")
         if p:
             o, h = p["overhead_us_per_iter"], p["hooks_us_per_iter"]
@@ -446,7 +452,8 @@ def print_table(results: dict) -> None:
                   f"(the hooks' own cost) = {h['median']:+.1f} [{h['min']:+.1f} to {h['max']:+.1f}]")
         print(f"{wname:9s} acchooks/minimal: {r['overhead_us_per_iter']:+.0f} us/iter "
               f"(time x{r['time_ratio']:.3f}, steps/s x{r['steps_per_s_ratio']:.3f}), "
-              f"start-up {r['startup_delta_s']:+.2f} s (x{r['startup_ratio']:.2f}), "
+              f"start-up {r['startup_delta_s']:+.2f} s (x{r['startup_ratio']:.2f}; CPU "
+              f"{r['startup_cpu_delta_s']:+.2f} s), "
               f"RSS x{r['rss_ratio']:.2f}")
 
 
