@@ -86,7 +86,7 @@ def test_subcommand_help(sub, capsys):
     with pytest.raises(SystemExit) as e:
         main([sub, "--help"])
     assert e.value.code == 0
-    assert "usage:" in capsys.readouterr().out
+    assert f"usage: acchooks {sub} " in capsys.readouterr().out
 
 
 def test_test_delegates_to_cli_test(runs, tmp_path, capsys):

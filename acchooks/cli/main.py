@@ -25,9 +25,9 @@ _DELEGATED = {"train": "Train a model (train.py); see acchooks train --help",
 def _delegate(name: str, argv: list[str]) -> int:
     if name == "train":
         from .train import main as train_main
-        return train_main(argv)
+        return train_main(argv, prog="acchooks train")
     from .test import main as test_main
-    return test_main(argv)
+    return test_main(argv, prog="acchooks test")
 
 
 def build_parser() -> argparse.ArgumentParser:

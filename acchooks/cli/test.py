@@ -15,8 +15,8 @@ from ..errors import ConfigError
 from .train import EXIT_BAD_INPUT, _is_main, load_config
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Evaluate a checkpoint with acchooks")
+def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=prog, description="Evaluate a checkpoint with acchooks")
     p.add_argument("--config", required=True)
     p.add_argument("--checkpoint", required=True,
                    help="our checkpoint directory, a .safetensors file or a .pth (weights only)")
@@ -39,8 +39,8 @@ def format_table(results: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = parse_args(argv, prog)
     try:
         cfg, _ = load_config(args)
         split = args.split or ("test" if cfg.data.get("test") else "val")

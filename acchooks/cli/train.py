@@ -25,8 +25,8 @@ from ..errors import ConfigError
 EXIT_BAD_INPUT = 2
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Train a model with acchooks")
+def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=prog, description="Train a model with acchooks")
     p.add_argument("--config", required=True, help="Python config file")
     p.add_argument("--work-dir", help="where logs and checkpoints go (default work_dirs/<config>)")
     p.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
@@ -69,8 +69,8 @@ def load_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
     return cfg, check_or_raise(cfg, args.config)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    args = parse_args(argv, prog)
     try:
         cfg, warnings = load_config(args)
     except ConfigError as e:
