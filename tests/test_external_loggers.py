@@ -14,6 +14,8 @@ import pytest
 
 from acchooks.config.schema import check_config
 from acchooks.errors import ConfigError
+from acchooks.hooks.hook import Hook
+from acchooks.registry import HOOKS
 from acchooks.testing import run_config, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,6 +165,30 @@ def test_mlflow_metrics_params_and_weights(tmp_path, mlflow_store, runner):
     assert (local / "models" / "model.safetensors").read_bytes() == \
         (final / "model.safetensors").read_bytes()
     assert "optimizer = " in (local / "config.py").read_text()
+
+
+@HOOKS.register_module(force=True)
+class SigtermAtIteration3(Hook):
+    """Sends this process SIGTERM after iteration 3, as a cluster's preemption would."""
+
+    def after_train_iter(self, runner) -> None:
+        if runner.iter == 2:
+            import signal
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_mlflow_run_stopped_by_preemption_is_killed_then_a_resume_finishes(tmp_path, mlflow_store):
+    from acchooks.runner.preemption import Preempted
+    client, work = mlflow_store, tmp_path / "work"
+    hook = dict(type="MlflowLoggerHook", exp_name="tiny")
+    with pytest.raises(Preempted):
+        run_config(config(work, hook, custom_hooks=[dict(type="SigtermAtIteration3")]))
+    (run,) = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert run.info.status == "KILLED"
+    assert client.get_metric_history(run.info.run_id, "train/loss")  # logged before the stop
+    run_config(config(work, hook, resume_from="auto"))
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]
 
 
 def test_mlflow_store_that_cannot_open_says_what_to_do(tmp_path, monkeypatch):

@@ -69,6 +69,7 @@ class Runner:
         self.epoch = self.iter = self.inner_iter = self.step = 0
         self.resume_inner_iter = 0  # batches of the current epoch done before a resume
         self.stage: str | None = None
+        self.preempted: str | None = None  # the signal's name once a run stops for it
         self.mode = "train"
         self.data_batch: Any = None
         self.outputs: dict[str, Any] = {}
@@ -341,7 +342,8 @@ class Runner:
                 self._run_epochs()
             else:
                 self._run_iters()
-        except Preempted:
+        except Preempted as e:
+            self.preempted = e.signal_name  # after_run: loggers mark the run as killed
             self.call_hook("after_run")  # loggers flush and close their files
             self._log_hook_timing()
             self.accelerator.wait_for_everyone()  # exit together: launchers kill stragglers

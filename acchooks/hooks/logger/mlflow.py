@@ -121,8 +121,8 @@ class MlflowLoggerHook(_ExternalLoggerHook):
             return
         if self.log_model:
             self._log_weights(runner)
-        if self._own_run:
-            self.mlflow.end_run()
+        if self._own_run:  # a run stopped for preemption (and resumable) is KILLED
+            self.mlflow.end_run(status="KILLED" if getattr(runner, "preempted", None) else "FINISHED")
         self.mlflow = None
 
     def _log_weights(self, runner) -> None:
