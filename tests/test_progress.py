@@ -58,6 +58,9 @@ def test_bar_with_log_lines_above_it_and_samples_per_s(tmp_path):
     assert any(re.search(r"^Epoch 2/2: 100%\|.*\| 4/4 \[\d\d:\d\d<\d\d:\d\d, +[\d.]+it/s, "
                          r"loss=\d+\.\d{4}, eta=\d+:\d\d:\d\d\]", s) for s in bars), bars
     assert closed_bars(res.stdout, "1/2") == closed_bars(res.stdout, "2/2") == 1
+    # the EvalHook's evaluation after each epoch: a transient bar over its 2 val batches
+    evals = [s for s in segs if s.startswith("Eval:")]
+    assert sum(bool(re.match(r"Eval: 100%\|.*\| 2/2 \[", s)) for s in evals) == 2, evals
     # every log line starts a line of its own: none glued behind a bar
     logged = [s for s in segs if " - acchooks - INFO - " in s]
     assert len(logged) > 10 and all(TIMESTAMP.match(s) for s in logged), \

@@ -1,18 +1,20 @@
 """Scores of a whole evaluation set, gathered from every process exactly once per sample."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 
 
 @torch.no_grad()
-def predict(model: nn.Module, dataloader: Iterable, accelerator) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: nn.Module, dataloader: Iterable, accelerator,
+            on_batch: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax scores and targets (on CPU) of every sample of ``dataloader``.
 
     ``accelerator.gather_for_metrics`` drops the samples a distributed sampler repeats to
-    pad the last batch, so the result is the same on 1 or N processes."""
+    pad the last batch, so the result is the same on 1 or N processes. ``on_batch`` is
+    called after each batch (a progress bar)."""
     was_training = model.training
     model.eval()
     scores, targets = [], []
@@ -22,5 +24,7 @@ def predict(model: nn.Module, dataloader: Iterable, accelerator) -> tuple[torch.
         logits, target = accelerator.gather_for_metrics((logits.float(), target))
         scores.append(logits.softmax(dim=1).cpu())
         targets.append(target.cpu())
+        if on_batch is not None:
+            on_batch()
     model.train(was_training)
     return torch.cat(scores), torch.cat(targets)

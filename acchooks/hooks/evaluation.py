@@ -13,7 +13,7 @@ best weights are those of the weights it puts in the model.
 from __future__ import annotations
 
 import math
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from typing import Any
 
 import torch
@@ -92,7 +92,17 @@ class EvalHook(Hook):
 
     def predict(self, runner) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores and targets of the whole val set, gathered from every process."""
-        return predict(runner.model, self.dataloader, runner.accelerator)
+        return predict(runner.model, self.dataloader, runner.accelerator,
+                       on_batch=getattr(self, "_on_batch", None))
+
+    def _progress_bar(self, runner):
+        """The progress hook's transient evaluation bar: a context whose value is the
+        per-batch callback (a null context, value None, without a bar)."""
+        for hook in runner.hooks.hooks:
+            bar = getattr(hook, "evaluation_bar", None)
+            if callable(bar):
+                return bar(runner, len(self.dataloader))
+        return nullcontext(None)
 
     @staticmethod
     def _weights_context(runner) -> ExitStack:
@@ -106,7 +116,9 @@ class EvalHook(Hook):
 
     def _evaluate_and_publish(self, runner) -> None:
         with self._weights_context(runner):
-            scores, targets = self.predict(runner)
+            with self._progress_bar(runner) as self._on_batch:
+                scores, targets = self.predict(runner)
+            self._on_batch = None
             results = evaluate(scores, targets, self.metric, self.metric_options)
             runner.log_buffer.put(results, mode="val", iters=len(self.dataloader))
             if self.save_best:

@@ -6,7 +6,8 @@ Registered by default (``progress_config``; ``train.py --no-progress`` or
 * ``'bar'``: one bar per train epoch (one for the whole run with ``IterBasedRunner``),
   ``Epoch 2/6:  45%|####5     | 14/32 [00:03<00:04, 4.21it/s, loss=0.1234, eta=0:01:10]``:
   epoch, iterations, the epoch's elapsed/remaining time, it/s, the current loss and the
-  whole run's ETA (evaluation included); a transient bar for ``val`` workflow phases.
+  whole run's ETA (evaluation included); a transient bar for ``val`` workflow phases and
+  one (``Eval``) for the EvalHook's evaluations.
   Log lines are printed above the bar (see :mod:`acchooks.logging.logger`).
 * ``'lines'``: no redraws; a line ``Epoch [2/6][14/32] 44% | 4.21 it/s | eta 0:01:10 |
   loss 0.1234`` every ``interval`` iterations (``0``: every ``every_s`` seconds) and at
@@ -26,6 +27,8 @@ from __future__ import annotations
 import datetime
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ..registry import HOOKS
@@ -190,6 +193,19 @@ class ProgressBarHook(Hook):
     def after_val_epoch(self, runner) -> None:
         self._close(self._val_bar)
         self._val_bar = None
+
+    @contextmanager
+    def evaluation_bar(self, runner, total: int) -> Iterator[Callable[[], None] | None]:
+        """A transient ``Eval`` bar over EvalHook's ``total`` batches (bar mode only);
+        yields the per-batch callback, or None."""
+        if self.active != "bar":
+            yield None
+            return
+        bar = self._open_bar(runner, total, 0, "Eval", leave=False)
+        try:
+            yield lambda: bar.update(1)
+        finally:
+            self._close(bar)
 
     def after_run(self, runner) -> None:
         self._close(self._bar)
