@@ -1,16 +1,19 @@
-"""Checkpoint save/load time and size: acchooks' format next to torch.save/torch.load and
-Accelerate's save_state/load_state, for the same model + optimizer state.
+"""Checkpoint save/load time and size: acchooks' format next to torch.save/torch.load,
+Accelerate's save_state/load_state and bare safetensors, for the same model + optimizer state.
 
     OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 python benchmarks/checkpoint.py
 
 The state is timm's resnet50 (pretrained=False) and SGD with momentum after one step, so
 every momentum buffer exists. acchooks runs with and without fsync and with and without
-sha256 checksums (written at save, verified at load). Every method saves to a fresh
+xxh3_128 checksums (written at save, verified at load). "safetensors save_file/load_file" is
+the bare format: the same model and flattened optimizer tensors written with plain
+``safetensors.torch.save_file`` into one directory and read back with ``load_file`` (no
+staging directory, manifest, optimizer JSON or checks). Every method saves to a fresh
 directory and loads back into the live model and optimizer; methods are interleaved rep by
 rep (rotating which goes first) after warm-up, so machine noise hits all alike. Loads read
-what was just written, i.e. from the page cache. torch.save/torch.load (weights_only=True)
-and Accelerate never fsync. Prints a table and writes JSON (medians, min-max, ratios to
-torch.save/torch.load, bytes on disk).
+what was just written, i.e. from the page cache. torch.save/torch.load (weights_only=True),
+Accelerate and bare safetensors never fsync. Prints a table and writes JSON (medians,
+min-max, ratios to torch.save/torch.load, bytes on disk).
 """
 from __future__ import annotations
 
@@ -26,10 +29,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import accelerate
+import safetensors.torch
 import timm
 import torch
 
-from acchooks.checkpoint import load_checkpoint, save_checkpoint
+from acchooks.checkpoint import (
+    flatten_optimizer_state,
+    load_checkpoint,
+    save_checkpoint,
+    unflatten_optimizer_state,
+)
+from acchooks.checkpoint.format import CHECKSUM
 
 
 def _bytes(p: Path) -> int:
@@ -72,14 +82,30 @@ def main() -> None:
         model.load_state_dict(sd["model"])
         opt.load_state_dict(sd["optimizer"])
 
+    odata: dict = {}  # the optimizer's JSON part, which the floor keeps in memory
+
+    def st_save(d: Path) -> None:
+        otensors, odata["data"] = flatten_optimizer_state(opt.state_dict())
+        (d / "ckpt").mkdir()
+        safetensors.torch.save_file(model.state_dict(), d / "ckpt" / "model.safetensors",
+                                    metadata={"format": "pt"})
+        safetensors.torch.save_file(otensors, d / "ckpt" / "optimizer.safetensors",
+                                    metadata={"format": "pt"})
+
+    def st_load(d: Path) -> None:
+        model.load_state_dict(safetensors.torch.load_file(d / "ckpt" / "model.safetensors"))
+        otensors = safetensors.torch.load_file(d / "ckpt" / "optimizer.safetensors")
+        opt.load_state_dict(unflatten_optimizer_state(otensors, odata["data"]))
+
     methods: dict[str, tuple[Callable, Callable]] = {
         "torch.save/load": (torch_save, torch_load),
-        "acchooks fsync+sha256": ours(True, True),
+        f"acchooks fsync+{CHECKSUM}": ours(True, True),
         "acchooks fsync": ours(True, False),
-        "acchooks sha256": ours(False, True),
+        f"acchooks {CHECKSUM}": ours(False, True),
         "acchooks": ours(False, False),
         "accelerate save/load_state": (lambda d: acc.save_state(str(d / "ckpt")),
                                        lambda d: acc.load_state(str(d / "ckpt"))),
+        "safetensors save_file/load_file": (st_save, st_load),
     }
     root = Path(args.tmp or tempfile.mkdtemp(prefix="acchooks-bench-"))
     times = {m: {"save": [], "load": []} for m in methods}
@@ -113,10 +139,10 @@ def main() -> None:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{args.model} ({n_params / 1e6:.1f}M params) + SGD momentum, {args.reps} reps after "
           f"{args.warmup} warm-up, interleaved; seconds: median [min-max]")
-    print(f"{'method':28s} {'save':>22s} {'x torch':>8s} {'load':>22s} {'x torch':>8s} {'MB':>8s}")
+    print(f"{'method':31s} {'save':>22s} {'x torch':>8s} {'load':>22s} {'x torch':>8s} {'MB':>8s}")
     for m, r in results.items():
         s, ld = r["save_s"], r["load_s"]
-        print(f"{m:28s} {s['median']:7.3f} [{s['min']:.3f}-{s['max']:.3f}] {r['save_vs_torch']:8.2f} "
+        print(f"{m:31s} {s['median']:7.3f} [{s['min']:.3f}-{s['max']:.3f}] {r['save_vs_torch']:8.2f} "
               f"{ld['median']:7.3f} [{ld['min']:.3f}-{ld['max']:.3f}] {r['load_vs_torch']:8.2f} "
               f"{r['bytes'] / 1e6:8.1f}")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

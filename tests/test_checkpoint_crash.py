@@ -145,12 +145,13 @@ def test_cli_killed_mid_save_resumes(tmp_path, phase):
 # ------------------------------------------------------------ damaged checkpoints on resume
 def _rewrite_manifest(d: Path, name: str) -> None:
     """Make the manifest agree with the file as it is now (so only the reader catches it)."""
-    import hashlib
     import json
+
+    import xxhash
 
     m = json.loads((d / "manifest.json").read_text())
     data = (d / name).read_bytes()
-    m["files"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    m["files"][name] = {"size": len(data), "xxh3_128": xxhash.xxh3_128(data).hexdigest()}
     (d / "manifest.json").write_text(json.dumps(m))
 
 
@@ -166,7 +167,7 @@ def _damage(kind: str, d: Path) -> str:
         data = bytearray(f.read_bytes())
         data[len(data) // 2] ^= 0x01
         f.write_bytes(bytes(data))
-        return rf"{f}: expected sha256 [0-9a-f]{{64}}, found [0-9a-f]{{64}}"
+        return rf"{f}: expected xxh3_128 [0-9a-f]{{32}}, found [0-9a-f]{{32}}"
     if kind == "missing_file":
         size = (d / "state.json").stat().st_size
         (d / "state.json").unlink()
@@ -257,10 +258,11 @@ def test_find_latest_checksums_newest_first(tmp_path, monkeypatch):
     data[-1] ^= 0x01  # same size: only a checksum sees it
     f.write_bytes(bytes(data))
     hashed = []
-    real = reader._sha256
-    monkeypatch.setattr(reader, "_sha256", lambda p: hashed.append(p.parent.name) or real(p))
+    real = reader._file_digest
+    monkeypatch.setattr(reader, "_file_digest",
+                        lambda p, algo: hashed.append(p.parent.name) or real(p, algo))
     latest, reasons = find_latest(tmp_path)
     assert latest == tmp_path / "epoch_2"
     assert len(reasons) == 1 and reasons[0].startswith("skipped epoch_3: ")
-    assert "expected sha256" in reasons[0]
+    assert "expected xxh3_128" in reasons[0]
     assert sorted(set(hashed)) == ["epoch_2", "epoch_3"]  # epoch_1 is never read

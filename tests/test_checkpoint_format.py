@@ -1,6 +1,7 @@
 """Tests for acchooks.checkpoint: the directory format, verification and housekeeping."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -12,6 +13,7 @@ import pytest
 import safetensors.torch
 import timm
 import torch
+import xxhash
 from torch import nn
 
 import acchooks.checkpoint as ckpt_pkg
@@ -49,10 +51,10 @@ def _steps(model: nn.Module, opt: torch.optim.Optimizer, seeds: range) -> None:
 
 
 def _rewrite_manifest_entry(d: Path, name: str) -> None:
-    """Make the manifest's size/sha256 for ``name`` match the file as it is now."""
+    """Make the manifest's size/xxh3_128 for ``name`` match the file as it is now."""
     m = json.loads((d / "manifest.json").read_text())
     data = (d / name).read_bytes()
-    m["files"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    m["files"][name] = {"size": len(data), "xxh3_128": xxhash.xxh3_128(data).hexdigest()}
     (d / "manifest.json").write_text(json.dumps(m))
 
 
@@ -68,7 +70,9 @@ def test_timm_round_trip_bit_exact(tmp_path):
     m = c.manifest
     assert (m["format"], m["version"]) == ("acchooks-checkpoint", 1)
     assert set(m["versions"]) == {"torch", "safetensors", "accelerate", "timm", "acchooks"}
-    assert len(m["files"]["model.safetensors"]["sha256"]) == 64
+    data = (p / "model.safetensors").read_bytes()
+    assert m["files"]["model.safetensors"] == {"size": len(data),
+                                               "xxh3_128": xxhash.xxh3_128(data).hexdigest()}
     # The model file is a plain safetensors file that timm models load directly.
     fresh = timm.create_model("test_resnet", pretrained=False, num_classes=4)
     fresh.load_state_dict(safetensors.torch.load_file(p / "model.safetensors"))
@@ -207,7 +211,9 @@ def test_flipped_byte_same_size(tmp_path):
     data[-1] ^= 0xFF
     f.write_bytes(bytes(data))
     verify_checkpoint(p, verify="size")  # size still matches
-    with pytest.raises(CheckpointError, match=r"model\.safetensors: expected sha256"):
+    pattern = (r"model\.safetensors: expected xxh3_128 [0-9a-f]{32}, found [0-9a-f]{32}; "
+               r"the file is corrupt \(same size, different bytes\)")
+    with pytest.raises(CheckpointError, match=pattern):
         load_checkpoint(p)
 
 
@@ -346,5 +352,129 @@ def test_resave_same_name_replaces(tmp_path):
     p = save_checkpoint(tmp_path / "epoch_1", model_state={"w": torch.zeros(3)}, checksum=False)
     c = load_checkpoint(p)
     assert torch.equal(c.model_state["w"], torch.zeros(3))
-    assert "sha256" not in c.manifest["files"]["model.safetensors"]
+    assert c.manifest["files"]["model.safetensors"].keys() == {"size"}
     assert [x.name for x in tmp_path.iterdir()] == ["epoch_1"]
+
+
+def _as_earlier_version(d: Path) -> None:
+    """Make ``d`` what earlier acchooks versions wrote: a sha256 digest per manifest entry."""
+    m = json.loads((d / "manifest.json").read_text())
+    m["files"] = {name: {"size": info["size"],
+                         "sha256": hashlib.sha256((d / name).read_bytes()).hexdigest()}
+                  for name, info in m["files"].items()}
+    (d / "manifest.json").write_text(json.dumps(m, indent=1))
+
+
+def test_sha256_manifest_of_earlier_versions_still_verified(tmp_path):
+    model = _small_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    _steps(model, opt, range(2))
+    p = save_checkpoint(tmp_path / "epoch_1", model_state=model.state_dict(),
+                        optimizer_state=opt.state_dict(), state={"a": 1}, meta={"iter": 1})
+    _as_earlier_version(p)
+    c = load_checkpoint(p)  # verify='checksum': every sha256 is recomputed and matches
+    _equal_dicts(model.state_dict(), c.model_state)
+    assert c.state == {"a": 1}
+    assert c.optimizer_state["state"].keys() == opt.state_dict()["state"].keys()
+    assert find_latest(tmp_path) == (p, [])
+
+    f = p / "optimizer.safetensors"
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    f.write_bytes(bytes(data))
+    verify_checkpoint(p, verify="size")  # same size: only the sha256 sees it
+    pattern = (rf"{re.escape(str(f))}: expected sha256 [0-9a-f]{{64}}, found [0-9a-f]{{64}}; "
+               r"the file is corrupt \(same size, different bytes\)")
+    with pytest.raises(CheckpointError, match=pattern):
+        load_checkpoint(p)
+    latest, reasons = find_latest(tmp_path)
+    assert latest is None and len(reasons) == 1 and re.search(pattern, reasons[0])
+
+
+def test_entry_without_digest_is_size_checked_only(tmp_path):
+    p = _saved(tmp_path)
+    m = json.loads((p / "manifest.json").read_text())
+    m["files"] = {name: {"size": info["size"]} for name, info in m["files"].items()}
+    (p / "manifest.json").write_text(json.dumps(m))
+    f = p / "model.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-1] ^= 0x01
+    f.write_bytes(bytes(data))
+    assert load_checkpoint(p).model_state["w"].shape == (64, 64)  # nothing to compare with
+    f.write_bytes(bytes(data[:-1]))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: expected \d+ bytes"):
+        load_checkpoint(p)
+
+
+def test_tensor_files_are_what_safetensors_writes(tmp_path):
+    dtypes = [torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64,
+              torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool, torch.complex64,
+              *(getattr(torch, n) for n in ("uint16", "uint32", "uint64", "float8_e4m3fn",
+                                            "float8_e5m2") if hasattr(torch, n))]
+    g = torch.Generator().manual_seed(0)
+    group = {f"t{i}.{dt}".replace("torch.", ""): (torch.rand(3, 5, generator=g) * 100).to(dt)
+             for i, dt in enumerate(dtypes)}
+    group.update({"scalar": torch.tensor(2.5), "empty": torch.ones(0, 4),
+                  "ünïcode \"q\" \\": torch.ones(2),  # escaped in the JSON header
+                  "big": torch.randn(1 << 21, generator=g)})  # 8 MB: more than one write chunk
+    rare = getattr(torch, "float8_e4m3fnuz", None)  # not in our table: safetensors writes it
+    tensors = {"rare": {"x": torch.ones(4).to(rare)}} if rare is not None else {}
+    p = save_checkpoint(tmp_path / "c", model_state=group, tensors=tensors)
+    files = load_checkpoint(p).manifest["files"]
+    for fname, expected in [("model.safetensors", group),
+                            *(("rare.safetensors", t) for t in tensors.values())]:
+        data = (p / fname).read_bytes()
+        assert data == safetensors.torch.save(expected, metadata={"format": "pt"}), fname
+        assert files[fname] == {"size": len(data), "xxh3_128": xxhash.xxh3_128(data).hexdigest()}
+    loaded = safetensors.torch.load_file(p / "model.safetensors")
+    assert loaded.keys() == group.keys()
+    for k, t in group.items():
+        assert loaded[k].dtype == t.dtype and loaded[k].shape == t.shape
+        assert loaded[k].view(-1).view(torch.uint8).equal(t.view(-1).view(torch.uint8)), k
+
+
+def _save_threads() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name.startswith("acchooks-save")]
+
+
+@pytest.mark.parametrize("fname", ["model.safetensors", "optimizer.safetensors"])
+def test_failed_background_fsync_is_a_checkpoint_error(tmp_path, monkeypatch, fname):
+    model = _small_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    _steps(model, opt, range(1))
+    first = _saved(tmp_path, "epoch_1", it=1)
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(fname):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(fname)}: could not write it "
+                                              r"\(\[Errno 5\] Input/output error\)"):
+        save_checkpoint(tmp_path / "epoch_2", model_state=model.state_dict(),
+                        optimizer_state=opt.state_dict())
+    assert [p.name for p in tmp_path.iterdir()] == ["epoch_1"]  # staging dir removed
+    assert not _save_threads()  # the background work was waited for
+    assert find_latest(tmp_path) == (first, [])
+
+
+def test_failed_write_is_a_checkpoint_error(tmp_path, monkeypatch):
+    real_write = os.write
+    calls = []
+
+    def write(fd, data):
+        calls.append(fd)
+        if len(calls) == 3:  # mid-file
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    with pytest.raises(CheckpointError, match=r"^model\.safetensors: could not write it "
+                                              r"\(\[Errno 28\] No space left on device\)"):
+        save_checkpoint(tmp_path / "epoch_1",
+                        model_state={f"w{i}": torch.ones(8) for i in range(5)})
+    assert list(tmp_path.iterdir()) == [] and not _save_threads()

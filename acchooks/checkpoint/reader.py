@@ -1,7 +1,8 @@
 """Reading and verifying checkpoint directories written by :mod:`.format`.
 
-Every file is checked against the manifest (size always, sha256 by default) before it
-is parsed, a safetensors header is bounds-checked before safetensors sees it, and only
+Every file is checked against the manifest (size always, its checksum by default:
+xxh3_128, or sha256 in checkpoints written by earlier acchooks versions) before it is
+parsed, a safetensors header is bounds-checked before safetensors sees it, and only
 safetensors and strict JSON are read: nothing here can unpickle.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ import safetensors.torch
 import torch
 
 from .format import (
+    CHECKSUMS,
     FORMAT,
     MANIFEST,
     MODEL_FILE,
@@ -19,8 +21,8 @@ from .format import (
     Checkpoint,
     CheckpointError,
     _check_name,
+    _file_digest,
     _read_json,
-    _sha256,
 )
 from .optimizer_state import unflatten_optimizer_state
 
@@ -85,10 +87,14 @@ def verify_checkpoint(path: str | Path, verify: str = "checksum") -> dict:
         if actual != info.get("size"):
             raise CheckpointError(f"{f}: expected {info.get('size')} bytes (from {MANIFEST}), "
                                   f"found {actual} bytes; the file is truncated or was changed")
-        if verify == "checksum" and info.get("sha256"):
-            digest = _sha256(f)
-            if digest != info["sha256"]:
-                raise CheckpointError(f"{f}: expected sha256 {info['sha256']}, found {digest}; "
+        if verify == "checksum":
+            # The first digest the entry carries: xxh3_128, or sha256 (earlier versions).
+            algo = next((a for a in CHECKSUMS if info.get(a)), None)
+            if algo is None:  # written with checksum=False: the size is all there is
+                continue
+            digest = _file_digest(f, algo)
+            if digest != info[algo]:
+                raise CheckpointError(f"{f}: expected {algo} {info[algo]}, found {digest}; "
                                       "the file is corrupt (same size, different bytes)")
     return manifest
 
