@@ -16,18 +16,18 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "benchmarks")
 
-pytestmark = pytest.mark.slow  # ~45 s: four fresh processes that import torch
+pytestmark = pytest.mark.slow  # ~55 s: fresh processes that import torch
 
 
 def _positive(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
 
 
-def _run(script: str, out: str, *extra: str) -> dict:
+def _run(script: str, out: str, *extra: str, quick: bool = True) -> dict:
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
-    p = subprocess.run([sys.executable, os.path.join(BENCH, script), "--quick", "--out", out,
-                        *extra], env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run([sys.executable, os.path.join(BENCH, script), *(["--quick"] if quick else []),
+                        "--out", out, *extra], env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     with open(out) as f:
         return json.load(f)
@@ -36,13 +36,36 @@ def _run(script: str, out: str, *extra: str) -> dict:
 def test_loop_overhead(tmp_path):
     r = _run("loop_overhead.py", str(tmp_path / "loop.json"))["results"]["mlp"]
     for side in ("acchooks", "minimal"):
-        for key in ("us_per_iter", "steps_per_s", "startup_s", "maxrss_mb"):
+        for key in ("us_per_iter", "steps_per_s", "startup_s", "startup_cpu_s", "maxrss_mb"):
             stats = r["sides"][side][key]
             assert all(_positive(stats[k]) for k in ("median", "min", "max")), (side, key, stats)
         assert r["sides"][side]["threads"] == 1
     for key in ("time_ratio", "steps_per_s_ratio", "startup_ratio", "rss_ratio"):
         assert _positive(r[key]), key
     assert math.isfinite(r["overhead_us_per_iter"])
+    same = r["same_process"]  # acchooks, the minimal loop, the minimal loop stepping directly
+    for key in ("acchooks_us_per_iter", "minimal_us_per_iter", "minimal_direct_us_per_iter"):
+        assert _positive(same[key]["median"]), key
+    assert math.isfinite(same["overhead_us_per_iter"]["median"])
+    assert math.isfinite(same["hooks_us_per_iter"]["median"])
+
+
+def test_ema(tmp_path):
+    rows = _run("ema.py", str(tmp_path / "ema.json"), "--model", "test_resnet", "--reps", "2",
+                "--warmup", "1", quick=False)["results"]
+    assert set(rows) == {"acchooks EMAHook", "bare _foreach_lerp_", "timm ModelEmaV3"}
+    for v in rows.values():
+        assert all(_positive(v[k]) for k in ("median_ms", "min_ms", "max_ms", "ratio_to_timm",
+                                             "ratio_to_bare"))
+
+
+def test_checkpoint(tmp_path):
+    rows = _run("checkpoint.py", str(tmp_path / "ckpt.json"), "--model", "test_resnet", "--reps",
+                "1", "--warmup", "0", quick=False)["results"]
+    assert {"torch.save/load", "accelerate save/load_state", "acchooks",
+            "acchooks fsync+xxh3_128", "safetensors save_file/load_file"} <= set(rows)
+    for v in rows.values():
+        assert _positive(v["bytes"]) and _positive(v["save_vs_torch"]) and _positive(v["load_vs_torch"])
 
 
 def test_dispatch(tmp_path):
