@@ -134,6 +134,32 @@ def test_wandb_history_equals_json_log(tmp_path, wandb_env, runner):
     assert files == sorted([json_log.name, json_log.name[:-len(".json")]])  # not wandb/...
 
 
+def _history_steps(run_dir: Path) -> list[int]:
+    return [rec.history.step.num for rec in wandb_records(run_dir)
+            if rec.WhichOneof("record_type") == "history"]
+
+
+def test_wandb_preempted_run_is_marked_and_the_resume_continues_it(tmp_path, wandb_env):
+    from acchooks.runner.preemption import Preempted
+    work = tmp_path / "work"
+    hook = dict(type="WandbLoggerHook", init_kwargs=dict(project="acchooks", dir=str(work)),
+                log_artifact=False)
+    with pytest.raises(Preempted):
+        run_config(config(work, hook, custom_hooks=[dict(type="SigtermAtIteration3")]))
+    wandb.teardown()
+    (first,) = (work / "wandb").glob("offline-run-*")
+    run_id = first.name.rsplit("-", 1)[1]
+    assert "preempting" in {rec.WhichOneof("record_type") for rec in wandb_records(first)}
+    before = _history_steps(first)
+    assert before and max(before) <= 3
+    run_config(config(work, hook, resume_from="auto"))
+    wandb.teardown()
+    (second,) = set((work / "wandb").glob("offline-run-*")) - {first}
+    assert second.name.rsplit("-", 1)[1] == run_id  # the same W&B run, resumed
+    after = _history_steps(second)
+    assert after == sorted(after) and min(after) > max(before) and max(after) == 2 * ITERS
+
+
 # --------------------------------------------------------------------------- MLflow
 @pytest.fixture
 def mlflow_store(tmp_path, monkeypatch):
@@ -177,18 +203,22 @@ class SigtermAtIteration3(Hook):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
-def test_mlflow_run_stopped_by_preemption_is_killed_then_a_resume_finishes(tmp_path, mlflow_store):
+def test_mlflow_preempted_run_is_killed_and_the_resume_continues_it(tmp_path, mlflow_store):
     from acchooks.runner.preemption import Preempted
     client, work = mlflow_store, tmp_path / "work"
-    hook = dict(type="MlflowLoggerHook", exp_name="tiny")
+    hook = dict(type="MlflowLoggerHook", exp_name="tiny", log_model=False)
     with pytest.raises(Preempted):
         run_config(config(work, hook, custom_hooks=[dict(type="SigtermAtIteration3")]))
-    (run,) = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    exp = client.get_experiment_by_name("tiny").experiment_id
+    (run,) = client.search_runs([exp])
     assert run.info.status == "KILLED"
-    assert client.get_metric_history(run.info.run_id, "train/loss")  # logged before the stop
+    before = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+    assert before and max(before) <= 3
     run_config(config(work, hook, resume_from="auto"))
-    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
-    assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]
+    (resumed,) = client.search_runs([exp])  # the same run, continued
+    assert resumed.info.run_id == run.info.run_id and resumed.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+    assert steps == sorted(set(steps)) and steps[:len(before)] == before and max(steps) == 8
 
 
 def test_mlflow_store_that_cannot_open_says_what_to_do(tmp_path, monkeypatch):

@@ -11,6 +11,11 @@ The tracking store is MLflow's: ``MLFLOW_TRACKING_URI`` (a server ``http://...``
 ``file:./mlruns`` with ``MLFLOW_ALLOW_FILE_STORE=true`` on MLflow >= 3), else MLflow's
 default (a local ``sqlite`` file with the full ``mlflow`` package; ``mlflow-skinny``,
 which ``acchooks[mlflow]`` installs, cannot open that one).
+
+**Resume.** The run's id is saved in every checkpoint; a run resumed from one (``--resume
+auto`` after a preemption, ``resume_from``) continues that MLflow run (its status goes
+from ``KILLED`` back to ``RUNNING``, then ``FINISHED``), or starts a new run with a warning
+if the tracking store does not have it.
 """
 from __future__ import annotations
 
@@ -61,6 +66,13 @@ class MlflowLoggerHook(_ExternalLoggerHook):
         self.log_model = log_model
         self.mlflow = None
         self._own_run = False
+        self._run_id: str | None = None  # this run's, or the checkpoint's resumed from
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"run_id": self._run_id} if self._run_id else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._run_id = state.get("run_id") or None
 
     def before_run(self, runner) -> None:
         if not runner.is_main_process:
@@ -72,7 +84,8 @@ class MlflowLoggerHook(_ExternalLoggerHook):
                 mlflow.set_experiment(self.exp_name)
             self._own_run = mlflow.active_run() is None
             if self._own_run:
-                mlflow.start_run()
+                self._start_run(mlflow, runner)
+            self._run_id = mlflow.active_run().info.run_id
         except Exception as e:  # noqa: BLE001 - the store's own error, with what to do
             raise RuntimeError(
                 f"MlflowLoggerHook: cannot open the MLflow tracking store "
@@ -84,6 +97,18 @@ class MlflowLoggerHook(_ExternalLoggerHook):
         if self.tags:
             mlflow.set_tags(self.tags)
         self._log_params(runner)
+
+    def _start_run(self, mlflow, runner) -> None:
+        if self._run_id:  # resumed: continue the run the checkpoint was saved in
+            try:
+                mlflow.start_run(run_id=self._run_id)
+                runner.logger.info(f"MlflowLoggerHook: continuing MLflow run {self._run_id}")
+                return
+            except Exception as e:  # noqa: BLE001 - e.g. another tracking store
+                runner.logger.warning(f"MlflowLoggerHook: cannot continue MLflow run "
+                                      f"{self._run_id} of the checkpoint ({e}); starting a "
+                                      f"new run")
+        mlflow.start_run()
 
     def _log_params(self, runner) -> None:
         params = flatten(runner.cfg.to_dict()) if runner.cfg is not None else {}

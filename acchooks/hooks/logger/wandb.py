@@ -9,6 +9,11 @@ step arrives or the run finishes: one row per iteration, holding every record of
 
 ``wandb`` is an optional extra (``pip install 'acchooks[wandb]'``); it is imported in
 ``before_run`` only, and a missing package is a config error before training starts.
+
+**Resume.** The run's id is saved in every checkpoint; a run resumed from one (``--resume
+auto`` after a preemption, ``resume_from``) logs into the same W&B run
+(``wandb.init(id=..., resume='allow')``) unless ``init_kwargs`` sets ``id`` or ``resume``.
+A run stopped for preemption is marked as preempting (``run.mark_preempting()``).
 """
 from __future__ import annotations
 
@@ -95,6 +100,14 @@ class WandbLoggerHook(_ExternalLoggerHook):
         self.out_suffix = (out_suffix,) if isinstance(out_suffix, str) else tuple(out_suffix)
         self.define_metric_cfg = dict(define_metric_cfg or {})
         self.run = None
+        self._resume_id: str | None = None  # the run id of the checkpoint resumed from
+
+    def state_dict(self) -> dict[str, Any]:
+        run_id = self.run.id if self.run is not None else self._resume_id
+        return {"run_id": run_id} if run_id else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._resume_id = state.get("run_id") or None
 
     def before_run(self, runner) -> None:
         if not runner.is_main_process:
@@ -102,6 +115,8 @@ class WandbLoggerHook(_ExternalLoggerHook):
         import wandb
 
         kwargs = dict(self.init_kwargs)
+        if self._resume_id and not {"id", "resume", "resume_from", "fork_from"} & set(kwargs):
+            kwargs.update(id=self._resume_id, resume="allow")
         user_config = kwargs.get("config")
         if runner.cfg is not None and (user_config is None or isinstance(user_config, Mapping)):
             kwargs["config"] = {**runner.cfg.to_dict(), **(user_config or {})}
@@ -134,6 +149,8 @@ class WandbLoggerHook(_ExternalLoggerHook):
             for path in self._artifact_files(runner.work_dir):
                 artifact.add_file(path, name=os.path.relpath(path, runner.work_dir))
             self.run.log_artifact(artifact)
+        if getattr(runner, "preempted", None) and hasattr(self.run, "mark_preempting"):
+            self.run.mark_preempting()  # W&B shows it as preempted, resumable
         self.run.finish()
         self.run = None
 
