@@ -134,6 +134,11 @@ def test_wandb_history_equals_json_log(tmp_path, wandb_env, runner):
     assert files == sorted([json_log.name, json_log.name[:-len(".json")]])  # not wandb/...
 
 
+def _run_id(run_dir: Path) -> str:
+    return next(rec.run.run_id for rec in wandb_records(run_dir)
+                if rec.WhichOneof("record_type") == "run")
+
+
 def _history_steps(run_dir: Path) -> list[int]:
     return [rec.history.step.num for rec in wandb_records(run_dir)
             if rec.WhichOneof("record_type") == "history"]
@@ -148,14 +153,13 @@ def test_wandb_preempted_run_is_marked_and_the_resume_continues_it(tmp_path, wan
         run_config(config(work, hook, custom_hooks=[dict(type="SigtermAtIteration3")]))
     wandb.teardown()
     (first,) = (work / "wandb").glob("offline-run-*")
-    run_id = first.name.rsplit("-", 1)[1]
     assert "preempting" in {rec.WhichOneof("record_type") for rec in wandb_records(first)}
     before = _history_steps(first)
     assert before and max(before) <= 3
     run_config(config(work, hook, resume_from="auto"))
     wandb.teardown()
     (second,) = set((work / "wandb").glob("offline-run-*")) - {first}
-    assert second.name.rsplit("-", 1)[1] == run_id  # the same W&B run, resumed
+    assert _run_id(second) == _run_id(first)  # the same W&B run, resumed
     after = _history_steps(second)
     assert after == sorted(after) and min(after) > max(before) and max(after) == 2 * ITERS
 
