@@ -12,7 +12,7 @@ import sys
 
 from ..config import DictAction
 from ..errors import ConfigError
-from .train import EXIT_BAD_INPUT, _is_main, load_config
+from .train import EXIT_BAD_INPUT, load_config, report_bad_input
 
 
 def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
@@ -49,9 +49,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         if not osp.exists(args.checkpoint):
             raise ConfigError(f"--checkpoint: not found: {args.checkpoint}")
     except ConfigError as e:
-        if _is_main():
-            print(f"acchooks: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return report_bad_input(e)
 
     from ..checkpoint.weights import read_weights
     from ..evaluation.metrics import evaluate

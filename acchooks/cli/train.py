@@ -48,6 +48,22 @@ def _is_main() -> bool:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
 
 
+# Under a launcher every process checks the config, and all exit with EXIT_BAD_INPUT; only
+# the main process prints. The others wait first: torchrun / accelerate launch stop the
+# remaining workers as soon as one exits, and a check that takes 0.1 s (a misspelled key)
+# could otherwise see rank 0 stopped before it has printed its message.
+OTHERS_WAIT_S = 5.0
+
+
+def report_bad_input(e: ConfigError) -> int:
+    """Print ``e`` on the main process (the others wait, see above); the exit status."""
+    if _is_main():
+        print(f"acchooks: error: {e}", file=sys.stderr)
+    else:
+        time.sleep(OTHERS_WAIT_S)
+    return EXIT_BAD_INPUT
+
+
 def load_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
     """Config file + command line, checked; raises ConfigError listing every problem."""
     cfg = Config.fromfile(args.config)
@@ -74,9 +90,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     try:
         cfg, warnings = load_config(args)
     except ConfigError as e:
-        if _is_main():
-            print(f"acchooks: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return report_bad_input(e)
 
     from ..hooks.logger.text import now_timestamp
     from ..logging import get_logger
