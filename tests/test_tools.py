@@ -275,6 +275,17 @@ def test_vis_lr_dataset_size_and_gpus(tmp_path, capsys):
     assert sched["lr"][:5] == [0.01] * 5 and sched["lr"][5:] == pytest.approx([0.001] * 5)
 
 
+def test_vis_lr_checks_the_schedule_past_problems_it_ignores(tmp_path, capsys):
+    """vis-lr ignores problems of the model, data and workflow (they do not change the
+    schedule); one of them, found by the first stage of the check, must not stop the
+    later stages from reporting the rest of the config (here a misspelled hook type)."""
+    cfg = _write_config(tmp_path / "bad.py", workflow=[("test", 1)],  # ignored by vis-lr
+                        custom_hooks=[dict(type="EMAHok")])
+    assert main(["vis-lr", cfg, "--out", str(tmp_path / "lr.png")]) == 2
+    err = capsys.readouterr().err
+    assert "custom_hooks[0].type: unknown hook type 'EMAHok'" in err and "workflow" not in err, err
+
+
 # ------------------------------------------------------------------ convert
 class _Custom:  # pickled by reference: torch.load(weights_only=True) must refuse it
     pass

@@ -165,16 +165,16 @@ def check_or_raise(cfg: Mapping[str, Any], source: str | None = None,
     from ..errors import ConfigError
     from .options import import_custom_modules
     import_custom_modules(cfg.get("custom_imports"))
-    problems, warnings = check_config(cfg)
-    if ignore:
-        problems = [p for p in problems if not p.startswith(ignore)]
+    problems, warnings = check_config(cfg, ignore)
     if problems:
         raise ConfigError(problems, source=source)
     return warnings
 
 
-def check_config(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """All problems of a config, and warnings (unused keys), without building anything.
+def check_config(cfg: Mapping[str, Any],
+                 ignore: tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
+    """All problems of a config, and warnings (unused keys), without building anything;
+    problems whose dotted path starts with one of ``ignore`` are dropped.
 
     Three passes, each run only if the one before found nothing, so the commonest mistake
     is reported fastest:
@@ -186,14 +186,18 @@ def check_config(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     3. timm and torchvision: model names, losses, datasets, timm optimizers, weights to
        load.
 
-    Each later pass is reported on the next run, once the earlier problems are fixed."""
+    Each later pass is reported on the next run, once the earlier problems are fixed. An
+    ignored problem does not stop the later passes."""
+    def kept(problems: list[str]) -> list[str]:
+        return [p for p in problems if not p.startswith(ignore)] if ignore else problems
+
     problems, warnings = _check_static(cfg)
-    if problems:
-        return problems, warnings
-    problems = _check_light(cfg)
-    if problems:
-        return problems, warnings
-    return _check_heavy(cfg), warnings
+    problems = kept(problems)
+    if not problems:
+        problems = kept(_check_light(cfg))
+    if not problems:
+        problems = kept(_check_heavy(cfg))
+    return problems, warnings
 
 
 def _bad_keys(cfg: Mapping[str, Any], problems: list[str]):
