@@ -6,10 +6,10 @@ Three updates of the same model, interleaved rep by rep (rotating which goes fir
 machine noise hits all alike:
 
 - acchooks' EMAHook (through ``after_train_iter``): one ``torch._foreach_lerp_`` over the
-  parameters, lists collected once in ``before_run``, and a ``_foreach_copy_`` of the
-  buffers;
-- the floor: a bare ``torch._foreach_lerp_`` over cached lists of the parameters and float
-  buffers, written inline (no hook, no bookkeeping);
+  parameters, lists collected once in ``before_run`` (the buffers are copied when the EMA
+  is read, not per update);
+- the floor: the same ``torch._foreach_lerp_`` over cached lists of the same parameters,
+  written inline (no hook, no bookkeeping);
 - timm's ``ModelEmaV3`` (foreach=True), which walks both state_dicts every step and lerps
   parameters and float buffers.
 
@@ -56,8 +56,8 @@ def main() -> None:
     def theirs() -> None:
         timm_ema.update(model, step=runner.step)
 
-    live = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
-    cached = [t.detach().clone() for t in live]
+    live = [p for p in model.parameters() if p.is_floating_point()]  # what EMAHook averages
+    cached = [p.detach().clone() for p in live]
 
     def bare() -> None:
         torch._foreach_lerp_(cached, live, 0.0002)
