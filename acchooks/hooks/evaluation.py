@@ -66,6 +66,7 @@ class EvalHook(Hook):
         if problems:
             raise ConfigError(problems)
         self.dataloader = dataloader
+        self._on_batch = None  # the progress bar's callback during an evaluation
         self.interval, self.start, self.by_epoch = interval, start, by_epoch
         self.metric, self.metric_options = metric, metric_options or {}
         self.save_best, self.rule, self.out_dir = save_best, rule, out_dir
@@ -93,7 +94,7 @@ class EvalHook(Hook):
     def predict(self, runner) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores and targets of the whole val set, gathered from every process."""
         return predict(runner.model, self.dataloader, runner.accelerator,
-                       on_batch=getattr(self, "_on_batch", None))
+                       on_batch=self._on_batch)
 
     def _progress_bar(self, runner):
         """The progress hook's transient evaluation bar: a context whose value is the
@@ -117,8 +118,10 @@ class EvalHook(Hook):
     def _evaluate_and_publish(self, runner) -> None:
         with self._weights_context(runner):
             with self._progress_bar(runner) as self._on_batch:
-                scores, targets = self.predict(runner)
-            self._on_batch = None
+                try:
+                    scores, targets = self.predict(runner)
+                finally:
+                    self._on_batch = None
             results = evaluate(scores, targets, self.metric, self.metric_options)
             runner.log_buffer.put(results, mode="val", iters=len(self.dataloader))
             if self.save_best:

@@ -66,13 +66,6 @@ class MlflowLoggerHook(_ExternalLoggerHook):
         self.log_model = log_model
         self.mlflow = None
         self._own_run = False
-        self._run_id: str | None = None  # this run's, or the checkpoint's resumed from
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"run_id": self._run_id} if self._run_id else {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._run_id = state.get("run_id") or None
 
     def before_run(self, runner) -> None:
         if not runner.is_main_process:
@@ -147,7 +140,7 @@ class MlflowLoggerHook(_ExternalLoggerHook):
         if self.log_model:
             self._log_weights(runner)
         if self._own_run:  # a run stopped for preemption (and resumable) is KILLED
-            self.mlflow.end_run(status="KILLED" if getattr(runner, "preempted", None) else "FINISHED")
+            self.mlflow.end_run(status="KILLED" if runner.preempted else "FINISHED")
         self.mlflow = None
 
     def _log_weights(self, runner) -> None:

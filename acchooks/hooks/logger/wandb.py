@@ -47,6 +47,14 @@ class _ExternalLoggerHook(LoggerHook):
 
     _package: str
     _extra: str
+    # the tracker's id of this run, saved in checkpoints: a resumed run logs into it
+    _run_id: str | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"run_id": self._run_id} if self._run_id else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._run_id = state.get("run_id") or None
 
     @classmethod
     def check_config(cls, cfg: Mapping[str, Any], path: str | None = None) -> list[str]:
@@ -100,14 +108,6 @@ class WandbLoggerHook(_ExternalLoggerHook):
         self.out_suffix = (out_suffix,) if isinstance(out_suffix, str) else tuple(out_suffix)
         self.define_metric_cfg = dict(define_metric_cfg or {})
         self.run = None
-        self._resume_id: str | None = None  # the run id of the checkpoint resumed from
-
-    def state_dict(self) -> dict[str, Any]:
-        run_id = self.run.id if self.run is not None else self._resume_id
-        return {"run_id": run_id} if run_id else {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._resume_id = state.get("run_id") or None
 
     def before_run(self, runner) -> None:
         if not runner.is_main_process:
@@ -115,12 +115,13 @@ class WandbLoggerHook(_ExternalLoggerHook):
         import wandb
 
         kwargs = dict(self.init_kwargs)
-        if self._resume_id and not {"id", "resume", "resume_from", "fork_from"} & set(kwargs):
-            kwargs.update(id=self._resume_id, resume="allow")
+        if self._run_id and not {"id", "resume", "resume_from", "fork_from"} & set(kwargs):
+            kwargs.update(id=self._run_id, resume="allow")
         user_config = kwargs.get("config")
         if runner.cfg is not None and (user_config is None or isinstance(user_config, Mapping)):
             kwargs["config"] = {**runner.cfg.to_dict(), **(user_config or {})}
         self.run = wandb.init(**kwargs)
+        self._run_id = self.run.id
         for metric, summary in self.define_metric_cfg.items():
             self.run.define_metric(metric, summary=summary)
 
@@ -149,7 +150,7 @@ class WandbLoggerHook(_ExternalLoggerHook):
             for path in self._artifact_files(runner.work_dir):
                 artifact.add_file(path, name=os.path.relpath(path, runner.work_dir))
             self.run.log_artifact(artifact)
-        if getattr(runner, "preempted", None) and hasattr(self.run, "mark_preempting"):
+        if runner.preempted and hasattr(self.run, "mark_preempting"):
             self.run.mark_preempting()  # W&B shows it as preempted, resumable
         self.run.finish()
         self.run = None
