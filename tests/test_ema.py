@@ -78,6 +78,33 @@ def test_ema_equals_independent_computation(tmp_path, priority, interval):
         assert torch.equal(got[k], b), k
 
 
+@HOOKS.register_module(force=True)
+class BufferProbe(Hook):
+    """After iteration 2 of each epoch (mid-epoch): the EMA's buffers and the model's."""
+
+    def __init__(self):
+        self.pairs: list[tuple[dict, dict]] = []
+
+    def after_train_iter(self, runner) -> None:
+        if runner.inner_iter == 1:
+            ema = runner.hooks.get("EMAHook").ema_state_dict()
+            model = {k: b.clone() for k, b in runner.unwrapped_model.named_buffers()}
+            self.pairs.append(({k: ema[k].clone() for k in model}, model))
+
+
+def test_ema_buffers_are_the_models_whenever_read_mid_epoch(tmp_path):
+    # the buffers are copied when the EMA is read, not per update: a read in the middle of
+    # an epoch (an iteration checkpoint, export) must see the BatchNorm statistics of now
+    cfg = tiny_config(tmp_path, custom_hooks=[dict(type="EMAHook", momentum=0.2, interval=1),
+                                              dict(type="BufferProbe", priority="LOWEST")])
+    probe = run_config(cfg).hooks.get("BufferProbe")
+    assert len(probe.pairs) == 2
+    for ema, model in probe.pairs:
+        assert any(k.endswith("running_mean") for k in model)
+        for k, b in model.items():
+            assert torch.equal(ema[k], b), k
+
+
 def test_decay_is_one_minus_momentum_and_update_is_after_step(tmp_path):
     _, ema, rec = _run(tmp_path, dict(decay=0.75, warm_up=0))
     want = expected_ema(rec.history, 0.25, 1, 0)
