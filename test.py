@@ -1,4 +1,5 @@
 """Evaluate a checkpoint: ``accelerate launch test.py --config CFG --checkpoint DIR``."""
+
 import sys
 
 from acchooks.cli.test import main

@@ -1,4 +1,5 @@
 """Train with acchooks: ``accelerate launch train.py --config configs/quickstart.py``."""
+
 import sys
 
 from acchooks.cli.train import main

@@ -3,6 +3,7 @@
 The names below are imported on first use (PEP 562), so that ``acchooks.config`` and the
 config check start without importing timm, torchvision or Accelerate; each registry
 imports its built-ins the first time it is looked up."""
+
 from __future__ import annotations
 
 import importlib
@@ -12,11 +13,15 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Config": "acchooks.config",
-    "Hook": "acchooks.hooks", "Priority": "acchooks.hooks",
-    "HOOKS": "acchooks.registry", "MODELS": "acchooks.registry",
-    "DATASETS": "acchooks.registry", "LOSSES": "acchooks.registry",
+    "Hook": "acchooks.hooks",
+    "Priority": "acchooks.hooks",
+    "HOOKS": "acchooks.registry",
+    "MODELS": "acchooks.registry",
+    "DATASETS": "acchooks.registry",
+    "LOSSES": "acchooks.registry",
     "RUNNERS": "acchooks.registry",
-    "Runner": "acchooks.runner", "EpochBasedRunner": "acchooks.runner",
+    "Runner": "acchooks.runner",
+    "EpochBasedRunner": "acchooks.runner",
     "IterBasedRunner": "acchooks.runner",
 }
 

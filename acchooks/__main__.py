@@ -1,4 +1,5 @@
 """``python -m acchooks ...``: the ``acchooks`` command."""
+
 import sys
 
 from .cli.main import main

@@ -1,4 +1,5 @@
 """Error types for user input and the "did you mean" helper every message uses."""
+
 from __future__ import annotations
 
 import difflib
@@ -11,7 +12,9 @@ def closest(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
     found = difflib.get_close_matches(str(name), choices, n=n, cutoff=0.6)
     if not found:  # case-insensitive second chance: 'sgd' -> 'SGD'
         lower = {c.lower(): c for c in choices}
-        found = [lower[m] for m in difflib.get_close_matches(str(name).lower(), lower, n=n, cutoff=0.6)]
+        found = [
+            lower[m] for m in difflib.get_close_matches(str(name).lower(), lower, n=n, cutoff=0.6)
+        ]
     return found
 
 

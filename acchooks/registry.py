@@ -3,6 +3,7 @@
 ``build(cfg)`` pops ``type`` from a dict and calls the registered object with the rest.
 Unknown names are errors that list the closest registered names.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -28,6 +29,7 @@ class Registry:
         if self.location is not None:
             location, self.location = self.location, None
             import importlib
+
             importlib.import_module(location)
         return self._modules
 
@@ -45,7 +47,9 @@ class Registry:
 
     def _register(self, obj: Any, name: str | list[str] | None, force: bool) -> None:
         if not callable(obj):
-            raise TypeError(f"{self.name}: only classes or functions can be registered, got {obj!r}")
+            raise TypeError(
+                f"{self.name}: only classes or functions can be registered, got {obj!r}"
+            )
         names = [obj.__name__] if name is None else [name] if isinstance(name, str) else list(name)
         modules = self._filled()  # built-ins first: a user's force=True then replaces them
         for key in names:
@@ -58,8 +62,9 @@ class Registry:
                 )
             self._modules[key] = obj
 
-    def register_module(self, name: str | list[str] | None = None, force: bool = False,
-                        module: Any = None) -> Callable:
+    def register_module(
+        self, name: str | list[str] | None = None, force: bool = False, module: Any = None
+    ) -> Callable:
         """Register ``module`` now, or return a decorator that registers its target."""
         if not (name is None or isinstance(name, (str, list))):
             raise TypeError(f"name must be None, a str or a list of str, got {type(name).__name__}")
@@ -70,13 +75,13 @@ class Registry:
         def decorator(obj):
             self._register(obj, name, force)
             return obj
+
         return decorator
 
     def unknown_message(self, key: str) -> str:
         near = closest(key, self._filled(), n=3)
         hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
-        return (f"unknown {self.name} type '{key}'{hint} "
-                f"(registered: {', '.join(self.keys())})")
+        return f"unknown {self.name} type '{key}'{hint} (registered: {', '.join(self.keys())})"
 
     def get(self, key: str | type) -> Any:
         if not isinstance(key, str):

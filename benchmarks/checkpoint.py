@@ -15,6 +15,7 @@ what was just written, i.e. from the page cache. torch.save/torch.load (weights_
 Accelerate and bare safetensors never fsync. Prints a table and writes JSON (medians,
 min-max, ratios to torch.save/torch.load, bytes on disk).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +44,11 @@ from acchooks.checkpoint.format import CHECKSUM
 
 
 def _bytes(p: Path) -> int:
-    return p.stat().st_size if p.is_file() else sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    return (
+        p.stat().st_size
+        if p.is_file()
+        else sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    )
 
 
 def main() -> None:
@@ -51,8 +56,12 @@ def main() -> None:
     ap.add_argument("--model", default="resnet50")
     ap.add_argument("--reps", type=int, default=11)
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--tmp", default=None, help="where checkpoints are written (default: a temp dir)")
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "checkpoint.json"))
+    ap.add_argument(
+        "--tmp", default=None, help="where checkpoints are written (default: a temp dir)"
+    )
+    ap.add_argument(
+        "--out", default=os.path.join(os.path.dirname(__file__), "results", "checkpoint.json")
+    )
     args = ap.parse_args()
 
     torch.manual_seed(0)
@@ -65,13 +74,19 @@ def main() -> None:
 
     def ours(fsync: bool, checksum: bool) -> tuple[Callable, Callable]:
         def save(d: Path) -> None:
-            save_checkpoint(d / "ckpt", model_state=model.state_dict(),
-                            optimizer_state=opt.state_dict(), fsync=fsync, checksum=checksum)
+            save_checkpoint(
+                d / "ckpt",
+                model_state=model.state_dict(),
+                optimizer_state=opt.state_dict(),
+                fsync=fsync,
+                checksum=checksum,
+            )
 
         def load(d: Path) -> None:
             c = load_checkpoint(d / "ckpt", verify="checksum" if checksum else "size")
             model.load_state_dict(c.model_state)
             opt.load_state_dict(c.optimizer_state)
+
         return save, load
 
     def torch_save(d: Path) -> None:
@@ -87,10 +102,12 @@ def main() -> None:
     def st_save(d: Path) -> None:
         otensors, odata["data"] = flatten_optimizer_state(opt.state_dict())
         (d / "ckpt").mkdir()
-        safetensors.torch.save_file(model.state_dict(), d / "ckpt" / "model.safetensors",
-                                    metadata={"format": "pt"})
-        safetensors.torch.save_file(otensors, d / "ckpt" / "optimizer.safetensors",
-                                    metadata={"format": "pt"})
+        safetensors.torch.save_file(
+            model.state_dict(), d / "ckpt" / "model.safetensors", metadata={"format": "pt"}
+        )
+        safetensors.torch.save_file(
+            otensors, d / "ckpt" / "optimizer.safetensors", metadata={"format": "pt"}
+        )
 
     def st_load(d: Path) -> None:
         model.load_state_dict(safetensors.torch.load_file(d / "ckpt" / "model.safetensors"))
@@ -103,8 +120,10 @@ def main() -> None:
         "acchooks fsync": ours(True, False),
         f"acchooks {CHECKSUM}": ours(False, True),
         "acchooks": ours(False, False),
-        "accelerate save/load_state": (lambda d: acc.save_state(str(d / "ckpt")),
-                                       lambda d: acc.load_state(str(d / "ckpt"))),
+        "accelerate save/load_state": (
+            lambda d: acc.save_state(str(d / "ckpt")),
+            lambda d: acc.load_state(str(d / "ckpt")),
+        ),
         "safetensors save_file/load_file": (st_save, st_load),
     }
     root = Path(args.tmp or tempfile.mkdtemp(prefix="acchooks-bench-"))
@@ -132,27 +151,51 @@ def main() -> None:
         return {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
 
     base = {op: statistics.median(times["torch.save/load"][op]) for op in ("save", "load")}
-    results = {m: {"save_s": stats(t["save"]), "load_s": stats(t["load"]), "bytes": sizes[m],
-                   "save_vs_torch": statistics.median(t["save"]) / base["save"],
-                   "load_vs_torch": statistics.median(t["load"]) / base["load"]}
-               for m, t in times.items()}
+    results = {
+        m: {
+            "save_s": stats(t["save"]),
+            "load_s": stats(t["load"]),
+            "bytes": sizes[m],
+            "save_vs_torch": statistics.median(t["save"]) / base["save"],
+            "load_vs_torch": statistics.median(t["load"]) / base["load"],
+        }
+        for m, t in times.items()
+    }
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"{args.model} ({n_params / 1e6:.1f}M params) + SGD momentum, {args.reps} reps after "
-          f"{args.warmup} warm-up, interleaved; seconds: median [min-max]")
+    print(
+        f"{args.model} ({n_params / 1e6:.1f}M params) + SGD momentum, {args.reps} reps after "
+        f"{args.warmup} warm-up, interleaved; seconds: median [min-max]"
+    )
     print(f"{'method':31s} {'save':>22s} {'x torch':>8s} {'load':>22s} {'x torch':>8s} {'MB':>8s}")
     for m, r in results.items():
         s, ld = r["save_s"], r["load_s"]
-        print(f"{m:31s} {s['median']:7.3f} [{s['min']:.3f}-{s['max']:.3f}] {r['save_vs_torch']:8.2f} "
-              f"{ld['median']:7.3f} [{ld['min']:.3f}-{ld['max']:.3f}] {r['load_vs_torch']:8.2f} "
-              f"{r['bytes'] / 1e6:8.1f}")
+        print(
+            f"{m:31s} {s['median']:7.3f} [{s['min']:.3f}-{s['max']:.3f}] {r['save_vs_torch']:8.2f} "
+            f"{ld['median']:7.3f} [{ld['min']:.3f}-{ld['max']:.3f}] {r['load_vs_torch']:8.2f} "
+            f"{r['bytes'] / 1e6:8.1f}"
+        )
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as fh:
-        json.dump({"model": args.model, "params": n_params, "optimizer": "SGD(momentum=0.9)",
-                   "reps": args.reps, "warmup": args.warmup, "results": results,
-                   "env": {"torch": torch.__version__, "accelerate": accelerate.__version__,
-                           "timm": timm.__version__, "python": platform.python_version(),
-                           "cpus": os.cpu_count(), "threads": torch.get_num_threads()}},
-                  fh, indent=1)
+        json.dump(
+            {
+                "model": args.model,
+                "params": n_params,
+                "optimizer": "SGD(momentum=0.9)",
+                "reps": args.reps,
+                "warmup": args.warmup,
+                "results": results,
+                "env": {
+                    "torch": torch.__version__,
+                    "accelerate": accelerate.__version__,
+                    "timm": timm.__version__,
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                    "threads": torch.get_num_threads(),
+                },
+            },
+            fh,
+            indent=1,
+        )
     print(f"wrote {args.out}")
 
 

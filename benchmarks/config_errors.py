@@ -10,6 +10,7 @@ importtime`` run of the bad config shows where the time goes (top-level imports 
 cumulative time, and the modules with the largest self time). Prints a table and
 writes JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,17 +76,29 @@ def parse_importtime(stderr: str, top: int = 12) -> dict[str, list[dict]]:
     for line in stderr.splitlines():
         m = _IMPORT_LINE.match(line)
         if m:
-            rows.append({"module": m.group(4), "self_ms": int(m.group(1)) / 1e3,
-                         "cumulative_ms": int(m.group(2)) / 1e3, "depth": len(m.group(3)) // 2})
+            rows.append(
+                {
+                    "module": m.group(4),
+                    "self_ms": int(m.group(1)) / 1e3,
+                    "cumulative_ms": int(m.group(2)) / 1e3,
+                    "depth": len(m.group(3)) // 2,
+                }
+            )
     top_level = sorted((r for r in rows if r["depth"] == 0), key=lambda r: -r["cumulative_ms"])
     # each top-level package (torch, timm, torchvision, ...) where it was first imported,
     # at any depth: who pays for what inside acchooks.cli.train
-    packages = sorted((r for r in rows if "." not in r["module"] and r["cumulative_ms"] >= 20),
-                      key=lambda r: -r["cumulative_ms"])
+    packages = sorted(
+        (r for r in rows if "." not in r["module"] and r["cumulative_ms"] >= 20),
+        key=lambda r: -r["cumulative_ms"],
+    )
     by_self = sorted(rows, key=lambda r: -r["self_ms"])
     total = sum(r["cumulative_ms"] for r in rows if r["depth"] == 0)
-    return {"total_ms": total, "top_level": top_level[:top], "packages": packages[:top],
-            "by_self": by_self[:top]}
+    return {
+        "total_ms": total,
+        "top_level": top_level[:top],
+        "packages": packages[:top],
+        "by_self": by_self[:top],
+    }
 
 
 def main() -> None:
@@ -111,20 +124,45 @@ def main() -> None:
                 dt = time_once(cmds[name], tmp, 2 if name == "train.py bad config" else 0)
                 if rep >= warmup:
                     times[name].append(dt)
-        p = subprocess.run([sys.executable, "-X", "importtime", os.path.join(ROOT, "train.py"),
-                            "--config", config], cwd=tmp, env=_env(), capture_output=True, text=True)
+        p = subprocess.run(
+            [
+                sys.executable,
+                "-X",
+                "importtime",
+                os.path.join(ROOT, "train.py"),
+                "--config",
+                config,
+            ],
+            cwd=tmp,
+            env=_env(),
+            capture_output=True,
+            text=True,
+        )
         imports = parse_importtime(p.stderr)
     floor = statistics.median(times["import torch"])
-    rows = {n: {"median_s": statistics.median(t), "min_s": min(t), "max_s": max(t),
-                "ratio_to_import_torch": statistics.median(t) / floor} for n, t in times.items()}
-    print(f"start to exit, {reps} interleaved runs each after {warmup} warm-up; load avg "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; seconds, median [min-max]")
+    rows = {
+        n: {
+            "median_s": statistics.median(t),
+            "min_s": min(t),
+            "max_s": max(t),
+            "ratio_to_import_torch": statistics.median(t) / floor,
+        }
+        for n, t in times.items()
+    }
+    print(
+        f"start to exit, {reps} interleaved runs each after {warmup} warm-up; load avg "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; seconds, median [min-max]"
+    )
     print(f"{'command':32s} {'seconds':>22s} {'x import torch':>15s}")
     for n, r in rows.items():
-        print(f"{n:32s} {r['median_s']:7.2f} [{r['min_s']:.2f}-{r['max_s']:.2f}]    "
-              f"{r['ratio_to_import_torch']:10.2f}")
-    print(f"where the time goes (python -X importtime train.py --config bad.py, one run, "
-          f"imports {imports['total_ms'] / 1e3:.2f} s):")
+        print(
+            f"{n:32s} {r['median_s']:7.2f} [{r['min_s']:.2f}-{r['max_s']:.2f}]    "
+            f"{r['ratio_to_import_torch']:10.2f}"
+        )
+    print(
+        f"where the time goes (python -X importtime train.py --config bad.py, one run, "
+        f"imports {imports['total_ms'] / 1e3:.2f} s):"
+    )
     for r in imports["top_level"][:3]:
         print(f"  {r['cumulative_ms']:8.0f} ms cumulative  {r['module']}")
     for r in imports["packages"][:8]:  # nested: a package's time includes those it imports
@@ -133,9 +171,22 @@ def main() -> None:
         print(f"  {r['self_ms']:8.0f} ms self        {r['module']}")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"reps": reps, "warmup": warmup, "results": rows, "importtime": imports,
-                   "env": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                           "load_avg": os.getloadavg(), "quick": args.quick}}, f, indent=1)
+        json.dump(
+            {
+                "reps": reps,
+                "warmup": warmup,
+                "results": rows,
+                "importtime": imports,
+                "env": {
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                    "load_avg": os.getloadavg(),
+                    "quick": args.quick,
+                },
+            },
+            f,
+            indent=1,
+        )
     print(f"wrote {args.out}")
 
 

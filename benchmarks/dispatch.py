@@ -18,6 +18,7 @@ iteration calls (before/after_train_iter). Dispatchers:
 
 Repetitions of each dispatcher are interleaved; prints a table and writes JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,9 +37,18 @@ from acchooks.registry import HOOKS
 from acchooks.runner.runner import Runner
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-HOOK_NAMES = ("LrUpdaterHook", "MomentumUpdaterHook", "OptimizerHook", "CheckpointHook",
-              "IterTimerHook", "EvalHook", "TextLoggerHook", "TensorboardLoggerHook", "EMAHook",
-              "EmptyCacheHook")
+HOOK_NAMES = (
+    "LrUpdaterHook",
+    "MomentumUpdaterHook",
+    "OptimizerHook",
+    "CheckpointHook",
+    "IterTimerHook",
+    "EvalHook",
+    "TextLoggerHook",
+    "TensorboardLoggerHook",
+    "EMAHook",
+    "EmptyCacheHook",
+)
 TRAIN_ITER = ("before_train_iter", "after_train_iter")
 
 
@@ -85,10 +95,13 @@ def dispatchers(stages: tuple[str, ...]) -> tuple[dict, dict]:
             for h in ordered:
                 getattr(h, s)(runner)
 
-    info = {"hooks": len(ordered), "calls": len(flat),
-            "mmcv_calls": len(ordered) * len(stages)}
-    return {"HookTable.call": via_table, "Runner.call_hook": via_runner, "direct": direct,
-            "mmcv getattr": mmcv}, info
+    info = {"hooks": len(ordered), "calls": len(flat), "mmcv_calls": len(ordered) * len(stages)}
+    return {
+        "HookTable.call": via_table,
+        "Runner.call_hook": via_runner,
+        "direct": direct,
+        "mmcv getattr": mmcv,
+    }, info
 
 
 def bench(stages: tuple[str, ...], number: int, reps: int, warmup: int = 1) -> dict:
@@ -102,8 +115,15 @@ def bench(stages: tuple[str, ...], number: int, reps: int, warmup: int = 1) -> d
             if rep >= warmup:
                 times[name].append(t / number * 1e6)
     base = statistics.median(times["direct"])
-    rows = {n: {"median_us": statistics.median(t), "min_us": min(t), "max_us": max(t),
-                "ratio_to_direct": statistics.median(t) / base} for n, t in times.items()}
+    rows = {
+        n: {
+            "median_us": statistics.median(t),
+            "min_us": min(t),
+            "max_us": max(t),
+            "ratio_to_direct": statistics.median(t) / base,
+        }
+        for n, t in times.items()
+    }
     return {"stages": list(stages), **info, "results": rows}
 
 
@@ -116,22 +136,39 @@ def main() -> None:
     args = ap.parse_args()
     number = args.number or (500 if args.quick else 20000)
     reps = args.reps or (3 if args.quick else 15)
-    results = {"all 10 stages": bench(STAGES, number, reps),
-               "train iter": bench(TRAIN_ITER, number, reps)}
-    print(f"hook dispatch, {len(HOOK_NAMES)} no-op stand-ins of the default+custom hooks, "
-          f"{reps} interleaved timings of {number} calls; us per iteration, median [min-max]")
+    results = {
+        "all 10 stages": bench(STAGES, number, reps),
+        "train iter": bench(TRAIN_ITER, number, reps),
+    }
+    print(
+        f"hook dispatch, {len(HOOK_NAMES)} no-op stand-ins of the default+custom hooks, "
+        f"{reps} interleaved timings of {number} calls; us per iteration, median [min-max]"
+    )
     print(f"{'per':14s} {'dispatcher':18s} {'us':>22s} {'x direct':>9s} {'calls':>6s}")
     for per, r in results.items():
         for name, v in r["results"].items():
             calls = r["mmcv_calls"] if name == "mmcv getattr" else r["calls"]
-            print(f"{per:14s} {name:18s} {v['median_us']:7.3f} [{v['min_us']:.3f}-{v['max_us']:.3f}]"
-                  f" {v['ratio_to_direct']:9.2f} {calls:6d}")
+            print(
+                f"{per:14s} {name:18s} {v['median_us']:7.3f} [{v['min_us']:.3f}-{v['max_us']:.3f}]"
+                f" {v['ratio_to_direct']:9.2f} {calls:6d}"
+            )
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"hooks": list(HOOK_NAMES), "number": number, "reps": args.reps or reps,
-                   "results": results, "env": {"python": platform.python_version(),
-                                               "cpus": os.cpu_count(), "quick": args.quick}},
-                  f, indent=1)
+        json.dump(
+            {
+                "hooks": list(HOOK_NAMES),
+                "number": number,
+                "reps": args.reps or reps,
+                "results": results,
+                "env": {
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                    "quick": args.quick,
+                },
+            },
+            f,
+            indent=1,
+        )
     print(f"wrote {args.out}")
 
 

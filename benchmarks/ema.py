@@ -15,6 +15,7 @@ machine noise hits all alike:
 
 Prints a table and writes JSON (medians, min-max, ratios to timm and to the floor).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,25 +78,42 @@ def main() -> None:
             if rep >= args.warmup:
                 times[name].append(dt * 1e3)
 
-    rows = {name: {"median_ms": statistics.median(t), "min_ms": min(t), "max_ms": max(t)}
-            for name, t in times.items()}
+    rows = {
+        name: {"median_ms": statistics.median(t), "min_ms": min(t), "max_ms": max(t)}
+        for name, t in times.items()
+    }
     base, floor = rows["timm ModelEmaV3"]["median_ms"], rows["bare _foreach_lerp_"]["median_ms"]
     for r in rows.values():
         r["ratio_to_timm"] = r["median_ms"] / base
         r["ratio_to_bare"] = r["median_ms"] / floor
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"EMA update per step, {args.model} ({n_params / 1e6:.1f} M params) on {args.device}, "
-          f"torch {torch.__version__}, timm {timm.__version__}, threads {torch.get_num_threads()}, "
-          f"{args.reps} interleaved reps")
+    print(
+        f"EMA update per step, {args.model} ({n_params / 1e6:.1f} M params) on {args.device}, "
+        f"torch {torch.__version__}, timm {timm.__version__}, threads {torch.get_num_threads()}, "
+        f"{args.reps} interleaved reps"
+    )
     print(f"{'':<20} {'median ms':>10} {'min-max ms':>16} {'vs timm':>8} {'vs bare':>8}")
     for name, r in rows.items():
-        print(f"{name:<20} {r['median_ms']:>10.2f} {r['min_ms']:>7.2f}-{r['max_ms']:<8.2f} "
-              f"{r['ratio_to_timm']:>8.2f} {r['ratio_to_bare']:>8.2f}")
+        print(
+            f"{name:<20} {r['median_ms']:>10.2f} {r['min_ms']:>7.2f}-{r['max_ms']:<8.2f} "
+            f"{r['ratio_to_timm']:>8.2f} {r['ratio_to_bare']:>8.2f}"
+        )
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"model": args.model, "device": args.device, "params": n_params,
-                   "reps": args.reps, "threads": torch.get_num_threads(),
-                   "torch": torch.__version__, "timm": timm.__version__, "results": rows}, f, indent=2)
+        json.dump(
+            {
+                "model": args.model,
+                "device": args.device,
+                "params": n_params,
+                "reps": args.reps,
+                "threads": torch.get_num_threads(),
+                "torch": torch.__version__,
+                "timm": timm.__version__,
+                "results": rows,
+            },
+            f,
+            indent=2,
+        )
     print(f"written {args.out}")
 
 

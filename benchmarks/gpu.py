@@ -12,6 +12,7 @@ the host-to-device copy is in both. Images/s are timed between CUDA-synchronised
 after warm-up; peak memory is ``torch.cuda.max_memory_allocated``. Without CUDA it exits
 with status 2 and says so. Prints a table and writes results/gpu.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,6 +32,7 @@ def _loop_overhead():
     if HERE not in sys.path:
         sys.path.insert(0, HERE)
     import loop_overhead
+
     return loop_overhead
 
 
@@ -45,10 +47,22 @@ def plan(quick: bool = False, batch: int = 128, reps: int | None = None) -> list
             for rep in range(reps):
                 sides = ("acchooks", "minimal") if rep % 2 == 0 else ("minimal", "acchooks")
                 for side in sides:
-                    cases.append(dict(side=side, precision=precision, channels_last=channels_last,
-                                      rep=rep, model="resnet50", img=224, batch=batch,
-                                      num_classes=1000, warmup=warmup, iters=iters,
-                                      epoch_len=epoch_len, data="tensors"))
+                    cases.append(
+                        dict(
+                            side=side,
+                            precision=precision,
+                            channels_last=channels_last,
+                            rep=rep,
+                            model="resnet50",
+                            img=224,
+                            batch=batch,
+                            num_classes=1000,
+                            warmup=warmup,
+                            iters=iters,
+                            epoch_len=epoch_len,
+                            data="tensors",
+                        )
+                    )
     return cases
 
 
@@ -58,16 +72,25 @@ def summarize(rows: list[dict]) -> list[dict]:
     keys = sorted({(r["precision"], r["channels_last"]) for r in rows})
     for precision, cl in keys:
         sel = [r for r in rows if r["precision"] == precision and r["channels_last"] == cl]
-        side = {s: {"images_per_s": statistics.median(r["images_per_s"] for r in sel
-                                                       if r["side"] == s),
-                    "images_per_s_min": min(r["images_per_s"] for r in sel if r["side"] == s),
-                    "images_per_s_max": max(r["images_per_s"] for r in sel if r["side"] == s),
-                    "peak_mem_mb": max(r["peak_mem_mb"] for r in sel if r["side"] == s)}
-                for s in ("acchooks", "minimal")}
+        side = {
+            s: {
+                "images_per_s": statistics.median(r["images_per_s"] for r in sel if r["side"] == s),
+                "images_per_s_min": min(r["images_per_s"] for r in sel if r["side"] == s),
+                "images_per_s_max": max(r["images_per_s"] for r in sel if r["side"] == s),
+                "peak_mem_mb": max(r["peak_mem_mb"] for r in sel if r["side"] == s),
+            }
+            for s in ("acchooks", "minimal")
+        }
         a, m = side["acchooks"], side["minimal"]
-        out.append({"precision": precision, "channels_last": cl, **{f"{s}": v for s, v in side.items()},
-                    "throughput_ratio": a["images_per_s"] / m["images_per_s"],
-                    "memory_ratio": a["peak_mem_mb"] / m["peak_mem_mb"]})
+        out.append(
+            {
+                "precision": precision,
+                "channels_last": cl,
+                **{f"{s}": v for s, v in side.items()},
+                "throughput_ratio": a["images_per_s"] / m["images_per_s"],
+                "memory_ratio": a["peak_mem_mb"] / m["peak_mem_mb"],
+            }
+        )
     return out
 
 
@@ -79,10 +102,14 @@ def main() -> int:
     ap.add_argument("--out", default=os.path.join(HERE, "results", "gpu.json"))
     args = ap.parse_args()
     import torch
+
     if not torch.cuda.is_available():
-        print("benchmarks/gpu.py: error: CUDA is not available (torch "
-              f"{torch.__version__}, cuda {torch.version.cuda}); run it on a GPU machine with a "
-              "CUDA build of torch", file=sys.stderr)
+        print(
+            "benchmarks/gpu.py: error: CUDA is not available (torch "
+            f"{torch.__version__}, cuda {torch.version.cuda}); run it on a GPU machine with a "
+            "CUDA build of torch",
+            file=sys.stderr,
+        )
         return EXIT_NO_CUDA
     lo = _loop_overhead()
     rows = []
@@ -90,27 +117,55 @@ def main() -> int:
         for case in plan(args.quick, args.batch, args.reps):
             w = {k: v for k, v in case.items() if k not in ("side", "rep")}
             r = lo.run_side(case["side"], "gpu", w, threads=os.cpu_count() or 1, tmp=tmp)
-            rows.append({**case, "images_per_s": r["steps_per_s"] * case["batch"],
-                         "peak_mem_mb": r["peak_mem_mb"], "startup_s": r["startup_s"]})
-            print(f"  {case['side']:8s} {case['precision']} channels_last={case['channels_last']!s:5s}"
-                  f" {rows[-1]['images_per_s']:8.1f} img/s {r['peak_mem_mb']:8.0f} MB", flush=True)
+            rows.append(
+                {
+                    **case,
+                    "images_per_s": r["steps_per_s"] * case["batch"],
+                    "peak_mem_mb": r["peak_mem_mb"],
+                    "startup_s": r["startup_s"],
+                }
+            )
+            print(
+                f"  {case['side']:8s} {case['precision']} channels_last={case['channels_last']!s:5s}"
+                f" {rows[-1]['images_per_s']:8.1f} img/s {r['peak_mem_mb']:8.0f} MB",
+                flush=True,
+            )
     summary = summarize(rows)
     name = torch.cuda.get_device_name(0)
-    print(f"resnet50 224 px batch {args.batch} on {name}, torch {torch.__version__}; images/s median "
-          f"[min-max], peak MB")
-    print(f"{'precision':9s} {'ch_last':7s} {'acchooks img/s':>26s} {'minimal img/s':>26s} "
-          f"{'ratio':>6s} {'acc MB':>8s} {'min MB':>8s}")
+    print(
+        f"resnet50 224 px batch {args.batch} on {name}, torch {torch.__version__}; images/s median "
+        f"[min-max], peak MB"
+    )
+    print(
+        f"{'precision':9s} {'ch_last':7s} {'acchooks img/s':>26s} {'minimal img/s':>26s} "
+        f"{'ratio':>6s} {'acc MB':>8s} {'min MB':>8s}"
+    )
     for s in summary:
         a, m = s["acchooks"], s["minimal"]
-        print(f"{s['precision']:9s} {s['channels_last']!s:7s} "
-              f"{a['images_per_s']:8.1f} [{a['images_per_s_min']:.1f}-{a['images_per_s_max']:.1f}] "
-              f"{m['images_per_s']:8.1f} [{m['images_per_s_min']:.1f}-{m['images_per_s_max']:.1f}] "
-              f"{s['throughput_ratio']:6.3f} {a['peak_mem_mb']:8.0f} {m['peak_mem_mb']:8.0f}")
+        print(
+            f"{s['precision']:9s} {s['channels_last']!s:7s} "
+            f"{a['images_per_s']:8.1f} [{a['images_per_s_min']:.1f}-{a['images_per_s_max']:.1f}] "
+            f"{m['images_per_s']:8.1f} [{m['images_per_s_min']:.1f}-{m['images_per_s_max']:.1f}] "
+            f"{s['throughput_ratio']:6.3f} {a['peak_mem_mb']:8.0f} {m['peak_mem_mb']:8.0f}"
+        )
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"device": name, "batch": args.batch, "quick": args.quick, "runs": rows,
-                   "summary": summary, "env": {"torch": torch.__version__, "cuda": torch.version.cuda,
-                                               "python": platform.python_version()}}, f, indent=1)
+        json.dump(
+            {
+                "device": name,
+                "batch": args.batch,
+                "quick": args.quick,
+                "runs": rows,
+                "summary": summary,
+                "env": {
+                    "torch": torch.__version__,
+                    "cuda": torch.version.cuda,
+                    "python": platform.python_version(),
+                },
+            },
+            f,
+            indent=1,
+        )
     print(f"wrote {args.out}")
     return 0
 

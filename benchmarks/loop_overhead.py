@@ -24,6 +24,7 @@ Workloads: ``mlp`` (a 2-layer MLP on 16 px tensors from memory, where overhead i
 visible) and ``resnet18`` at 64 px through the real CLI with acchooks' Shapes data.
 Prints a table and writes JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,14 +50,17 @@ SIDES = ("acchooks", "minimal")
 # train loader is swapped), because acchooks' SeededDataset costs ~0.7 ms per sample on
 # this machine and would bury the loop's own cost. data="shapes": the real CLI and data.
 WORKLOADS = {
-    "mlp": dict(model="BenchMLP", img=16, batch=8, epoch_len=200, warmup=200, iters=2000,
-                data="tensors"),
-    "resnet18": dict(model="resnet18", img=64, batch=16, epoch_len=18, warmup=3, iters=15,
-                     data="shapes"),
+    "mlp": dict(
+        model="BenchMLP", img=16, batch=8, epoch_len=200, warmup=200, iters=2000, data="tensors"
+    ),
+    "resnet18": dict(
+        model="resnet18", img=64, batch=16, epoch_len=18, warmup=3, iters=15, data="shapes"
+    ),
 }
 QUICK = {  # the smoke test: small, a few iterations
-    "mlp": dict(model="BenchMLP", img=16, batch=8, epoch_len=10, warmup=5, iters=15,
-                data="tensors"),
+    "mlp": dict(
+        model="BenchMLP", img=16, batch=8, epoch_len=10, warmup=5, iters=15, data="tensors"
+    ),
 }
 NUM_CLASSES, SEED, LR, LOG_INTERVAL = 4, 0, 0.01, 50
 
@@ -67,6 +71,7 @@ class _Marker:
 
     def __init__(self, out: str, warmup: int, iters: int):
         import torch
+
         self.out, self.warmup, self.iters, self.n = out, warmup, iters, 0
         self.t: dict[str, float] = {}
         self.cuda = torch.cuda.is_available()
@@ -90,12 +95,16 @@ class _Marker:
 
     def write(self) -> None:
         import torch
-        res = {"first_step_monotonic": self.t["first_step"],
-               "startup_cpu_s": self.t["first_step_cpu"],
-               "steady_s": self.t["end"] - self.t["warm"], "iters": self.iters,
-               "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-               "threads": torch.get_num_threads(),
-               "peak_mem_mb": torch.cuda.max_memory_allocated() / 2**20 if self.cuda else 0.0}
+
+        res = {
+            "first_step_monotonic": self.t["first_step"],
+            "startup_cpu_s": self.t["first_step_cpu"],
+            "steady_s": self.t["end"] - self.t["warm"],
+            "iters": self.iters,
+            "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "threads": torch.get_num_threads(),
+            "peak_mem_mb": torch.cuda.max_memory_allocated() / 2**20 if self.cuda else 0.0,
+        }
         with open(self.out, "w") as f:
             json.dump(res, f)
 
@@ -103,16 +112,20 @@ class _Marker:
 def bench_mlp(img: int, num_classes: int = NUM_CLASSES):
     """A 2-layer MLP on ``3 x img x img`` images: a step of ~0.1 ms, so overhead shows."""
     from torch import nn
-    return nn.Sequential(nn.Flatten(), nn.Linear(3 * img * img, 64), nn.ReLU(),
-                         nn.Linear(64, num_classes))
+
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(3 * img * img, 64), nn.ReLU(), nn.Linear(64, num_classes)
+    )
 
 
 def _build_model(w: dict):
     if w["model"] == "BenchMLP":
         return bench_mlp(w["img"], w.get("num_classes", NUM_CLASSES))
     import timm
-    return timm.create_model(w["model"], pretrained=False,
-                             num_classes=w.get("num_classes", NUM_CLASSES))
+
+    return timm.create_model(
+        w["model"], pretrained=False, num_classes=w.get("num_classes", NUM_CLASSES)
+    )
 
 
 def _register_hook() -> None:
@@ -146,12 +159,25 @@ def _config(w: dict, out: str, work_dir: str) -> dict:
     epochs = (w["warmup"] + w["iters"]) // w["epoch_len"]
     ncls = w.get("num_classes", NUM_CLASSES)
     cfg = dict(
-        model=(dict(type="BenchMLP", img=w["img"], num_classes=ncls) if w["model"] == "BenchMLP"
-               else dict(type="TimmClassifier", model_name=w["model"], num_classes=ncls,
-                         pretrained=False)),
-        data=dict(samples_per_gpu=w["batch"], workers_per_gpu=0,
-                  train=dict(type="Shapes", num_samples=w["batch"] * w["epoch_len"],
-                             img_size=w["img"], num_classes=ncls, seed=0, is_training=True)),
+        model=(
+            dict(type="BenchMLP", img=w["img"], num_classes=ncls)
+            if w["model"] == "BenchMLP"
+            else dict(
+                type="TimmClassifier", model_name=w["model"], num_classes=ncls, pretrained=False
+            )
+        ),
+        data=dict(
+            samples_per_gpu=w["batch"],
+            workers_per_gpu=0,
+            train=dict(
+                type="Shapes",
+                num_samples=w["batch"] * w["epoch_len"],
+                img_size=w["img"],
+                num_classes=ncls,
+                seed=0,
+                is_training=True,
+            ),
+        ),
         optimizer=dict(type="SGD", lr=LR, momentum=0.9),
         optimizer_config=dict(grad_clip=None),
         lr_config=dict(policy="step", step=[10_000]),
@@ -160,9 +186,17 @@ def _config(w: dict, out: str, work_dir: str) -> dict:
         workflow=[("train", 1)],
         accelerator=dict(mixed_precision=w.get("precision", "no")),
         custom_imports=dict(imports=["loop_overhead"], allow_failed_imports=False),
-        custom_hooks=[dict(type="BenchMarkerHook", out=out, warmup=w["warmup"], iters=w["iters"],
-                           priority="LOWEST")],
-        work_dir=work_dir, seed=SEED,
+        custom_hooks=[
+            dict(
+                type="BenchMarkerHook",
+                out=out,
+                warmup=w["warmup"],
+                iters=w["iters"],
+                priority="LOWEST",
+            )
+        ],
+        work_dir=work_dir,
+        seed=SEED,
     )
     return cfg
 
@@ -177,8 +211,16 @@ def tensor_loader(w: dict):
     n = w["batch"] * w["epoch_len"]
     x = torch.randn(n, 3, w["img"], w["img"], generator=g)
     y = torch.randint(0, w.get("num_classes", NUM_CLASSES), (n,), generator=g)
-    return DataLoader(TensorDataset(x, y), batch_size=w["batch"], shuffle=True, num_workers=0,
-                      drop_last=False, pin_memory=False, persistent_workers=False, generator=g)
+    return DataLoader(
+        TensorDataset(x, y),
+        batch_size=w["batch"],
+        shuffle=True,
+        num_workers=0,
+        drop_last=False,
+        pin_memory=False,
+        persistent_workers=False,
+        generator=g,
+    )
 
 
 def _inproc_runner(w: dict, out: str, work_dir: str, **overrides):
@@ -204,6 +246,7 @@ def run_acchooks_inproc(w: dict, out: str, work_dir: str) -> None:
     runner = _inproc_runner(w, out, work_dir)
     if w.get("channels_last"):
         import torch
+
         runner.model.to(memory_format=torch.channels_last)
     runner.run()
 
@@ -218,24 +261,42 @@ def run_minimal(w: dict, out: str) -> None:
     from acchooks.datasets.seeded import SeededDataset
     from acchooks.datasets.shapes import Shapes
 
-    acc = Accelerator(mixed_precision=w.get("precision", "no"), gradient_accumulation_steps=1,
-                      kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
-                      dataloader_config=DataLoaderConfiguration(
-                          split_batches=False, even_batches=True, use_seedable_sampler=True,
-                          data_seed=SEED))
+    acc = Accelerator(
+        mixed_precision=w.get("precision", "no"),
+        gradient_accumulation_steps=1,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
+        dataloader_config=DataLoaderConfiguration(
+            split_batches=False, even_batches=True, use_seedable_sampler=True, data_seed=SEED
+        ),
+    )
     set_seed(SEED)
     model = _build_model(w)
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
     if w["data"] == "tensors":
         loader, dataset = tensor_loader(w), None
     else:  # build_dataloader's arguments for a train split
-        dataset = SeededDataset(Shapes(num_samples=w["batch"] * w["epoch_len"], img_size=w["img"],
-                                       num_classes=NUM_CLASSES, seed=0, is_training=True), SEED)
+        dataset = SeededDataset(
+            Shapes(
+                num_samples=w["batch"] * w["epoch_len"],
+                img_size=w["img"],
+                num_classes=NUM_CLASSES,
+                seed=0,
+                is_training=True,
+            ),
+            SEED,
+        )
         g = torch.Generator()
         g.manual_seed(SEED)
-        loader = DataLoader(dataset, batch_size=w["batch"], shuffle=True, num_workers=0,
-                            drop_last=False, pin_memory=False, persistent_workers=False,
-                            generator=g)
+        loader = DataLoader(
+            dataset,
+            batch_size=w["batch"],
+            shuffle=True,
+            num_workers=0,
+            drop_last=False,
+            pin_memory=False,
+            persistent_workers=False,
+            generator=g,
+        )
     model, opt, loader = acc.prepare(model, opt, loader)
     if w.get("channels_last"):
         model.to(memory_format=torch.channels_last)
@@ -258,8 +319,11 @@ def run_minimal(w: dict, out: str) -> None:
 def _clock() -> float:
     """The paired blocks' clock: wall time; ACCHOOKS_BENCH_CLOCK=cpu uses this thread's CPU
     time instead (both sides run on one thread with OMP_NUM_THREADS=1)."""
-    return time.thread_time() if os.environ.get("ACCHOOKS_BENCH_CLOCK") == "cpu" \
+    return (
+        time.thread_time()
+        if os.environ.get("ACCHOOKS_BENCH_CLOCK") == "cpu"
         else time.perf_counter()
+    )
 
 
 def run_paired_blocks(w: dict, out: str, work_dir: str, blocks: int) -> None:
@@ -274,6 +338,7 @@ def run_paired_blocks(w: dict, out: str, work_dir: str, blocks: int) -> None:
     from acchooks import HOOKS, Hook
 
     if "BenchBlockHook" not in HOOKS:
+
         @HOOKS.register_module()
         class BenchBlockHook(Hook):  # noqa: F841 - registered
             def __init__(self):
@@ -282,9 +347,13 @@ def run_paired_blocks(w: dict, out: str, work_dir: str, blocks: int) -> None:
             def after_train_iter(self, runner) -> None:
                 self.ts.append(_clock())
 
-    runner = _inproc_runner(w, out, work_dir,
-                            runner=dict(type="EpochBasedRunner", max_epochs=1),
-                            custom_hooks=[dict(type="BenchBlockHook", priority="LOWEST")])
+    runner = _inproc_runner(
+        w,
+        out,
+        work_dir,
+        runner=dict(type="EpochBasedRunner", max_epochs=1),
+        custom_hooks=[dict(type="BenchBlockHook", priority="LOWEST")],
+    )
     acc = runner.accelerator
     marker = runner.hooks.get("BenchBlockHook")
 
@@ -317,8 +386,11 @@ def run_paired_blocks(w: dict, out: str, work_dir: str, blocks: int) -> None:
         runner.run()
         return (marker.ts[-1] - marker.ts[0]) / (len(marker.ts) - 1)
 
-    sides = {"acchooks": acchooks_epoch, "minimal": minimal_epoch,
-             "minimal_direct": lambda b: minimal_epoch(b, direct=True)}
+    sides = {
+        "acchooks": acchooks_epoch,
+        "minimal": minimal_epoch,
+        "minimal_direct": lambda b: minimal_epoch(b, direct=True),
+    }
     names = list(sides)
     res: dict[str, list[float]] = {name: [] for name in names}
     for b in range(blocks + 1):  # block 0 warms every side up
@@ -338,27 +410,49 @@ def paired_blocks(wname: str, w: dict, procs: int, blocks: int, threads: int, tm
     pooled: dict[str, list[float]] = {"acchooks": [], "minimal": [], "minimal_direct": []}
     for _ in range(procs):
         out = tempfile.mktemp(dir=tmp, suffix=".json")
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", "paired", "--out", out,
-               "--workload-json", json.dumps(w), "--work-dir", tempfile.mkdtemp(dir=tmp),
-               "--blocks", str(blocks)]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--child",
+            "paired",
+            "--out",
+            out,
+            "--workload-json",
+            json.dumps(w),
+            "--work-dir",
+            tempfile.mkdtemp(dir=tmp),
+            "--blocks",
+            str(blocks),
+        ]
         r = _run_child(cmd, out, threads, tmp, f"paired {wname}")
         for k in pooled:
             pooled[k] += r[k]
     a = pooled["acchooks"]
-    return {"processes": procs, "blocks_per_process": blocks, "iters_per_block": w["epoch_len"],
-            "acchooks_us_per_iter": _stats(a),
-            "minimal_us_per_iter": _stats(pooled["minimal"]),
-            "minimal_direct_us_per_iter": _stats(pooled["minimal_direct"]),
-            "overhead_us_per_iter": _stats([x - m for x, m in zip(a, pooled["minimal"], strict=True)]),
-            "hooks_us_per_iter": _stats([x - m for x, m in zip(a, pooled["minimal_direct"],
-                                                                strict=True)]),
-            "time_ratio": statistics.median(a) / statistics.median(pooled["minimal"])}
+    return {
+        "processes": procs,
+        "blocks_per_process": blocks,
+        "iters_per_block": w["epoch_len"],
+        "acchooks_us_per_iter": _stats(a),
+        "minimal_us_per_iter": _stats(pooled["minimal"]),
+        "minimal_direct_us_per_iter": _stats(pooled["minimal_direct"]),
+        "overhead_us_per_iter": _stats([x - m for x, m in zip(a, pooled["minimal"], strict=True)]),
+        "hooks_us_per_iter": _stats(
+            [x - m for x, m in zip(a, pooled["minimal_direct"], strict=True)]
+        ),
+        "time_ratio": statistics.median(a) / statistics.median(pooled["minimal"]),
+    }
 
 
 def _run_child(cmd: list[str], out: str, threads: int, tmp: str, what: str) -> dict:
     """Run one benchmark child process; returns the JSON it wrote to ``out``."""
-    proc = subprocess.run(cmd, env=_child_env(threads), cwd=tmp, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(
+        cmd,
+        env=_child_env(threads),
+        cwd=tmp,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     if proc.returncode != 0 or not os.path.exists(out):
         raise RuntimeError(f"{what} failed ({proc.returncode}): {proc.stderr[-3000:]}")
     with open(out) as f:
@@ -367,9 +461,12 @@ def _run_child(cmd: list[str], out: str, threads: int, tmp: str, what: str) -> d
 
 def _child_env(threads: int) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(OMP_WAIT_POLICY=env.get("OMP_WAIT_POLICY", "PASSIVE"), OMP_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads),
-               PYTHONPATH=os.pathsep.join([HERE, ROOT, env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    env.update(
+        OMP_WAIT_POLICY=env.get("OMP_WAIT_POLICY", "PASSIVE"),
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        PYTHONPATH=os.pathsep.join([HERE, ROOT, env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    )
     return env
 
 
@@ -383,8 +480,18 @@ def run_side(side: str, wname: str, w: dict, threads: int, tmp: str) -> dict:
             f.write("".join(f"{k} = {v!r}\n" for k, v in _config(w, out, work_dir).items()))
         cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--config", cfg]
     else:
-        cmd = [sys.executable, os.path.abspath(__file__), "--child", side, "--out", out,
-               "--workload-json", json.dumps(w), "--work-dir", work_dir]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--child",
+            side,
+            "--out",
+            out,
+            "--workload-json",
+            json.dumps(w),
+            "--work-dir",
+            work_dir,
+        ]
     t0 = time.monotonic()
     res = _run_child(cmd, out, threads, tmp, f"{side} {wname}")
     res["startup_s"] = res.pop("first_step_monotonic") - t0
@@ -403,21 +510,41 @@ def bench(workloads: dict[str, dict], reps: int, threads: int) -> dict:
         for wname, w in workloads.items():
             runs: dict[str, list[dict]] = {s: [] for s in SIDES}
             for rep in range(reps):
-                for side in (SIDES if rep % 2 == 0 else SIDES[::-1]):
+                for side in SIDES if rep % 2 == 0 else SIDES[::-1]:
                     runs[side].append(run_side(side, wname, w, threads, tmp))
-            sides = {s: {k: _stats([r[k] for r in rs])
-                         for k in ("us_per_iter", "steps_per_s", "startup_s", "startup_cpu_s",
-                                   "maxrss_mb")}
-                     for s, rs in runs.items()}
+            sides = {
+                s: {
+                    k: _stats([r[k] for r in rs])
+                    for k in (
+                        "us_per_iter",
+                        "steps_per_s",
+                        "startup_s",
+                        "startup_cpu_s",
+                        "maxrss_mb",
+                    )
+                }
+                for s, rs in runs.items()
+            }
             for s, rs in runs.items():
                 sides[s]["threads"] = rs[0]["threads"]
             a, m = sides["acchooks"], sides["minimal"]
-            paired = (paired_blocks(wname, w, procs=2 if reps > 1 else 1,
-                                    blocks=max(2, 2 * reps), threads=threads, tmp=tmp)
-                      if w["data"] == "tensors" else None)
+            paired = (
+                paired_blocks(
+                    wname,
+                    w,
+                    procs=2 if reps > 1 else 1,
+                    blocks=max(2, 2 * reps),
+                    threads=threads,
+                    tmp=tmp,
+                )
+                if w["data"] == "tensors"
+                else None
+            )
             results[wname] = {
                 "same_process": paired,
-                "workload": w, "reps": reps, "sides": sides,
+                "workload": w,
+                "reps": reps,
+                "sides": sides,
                 "overhead_us_per_iter": a["us_per_iter"]["median"] - m["us_per_iter"]["median"],
                 "time_ratio": a["us_per_iter"]["median"] / m["us_per_iter"]["median"],
                 "steps_per_s_ratio": a["steps_per_s"]["median"] / m["steps_per_s"]["median"],
@@ -433,28 +560,40 @@ def print_table(results: dict) -> None:
     def cell(s: dict, fmt: str) -> str:
         return f"{s['median']:{fmt}} [{s['min']:{fmt}}-{s['max']:{fmt}}]"
 
-    print(f"{'workload':9s} {'side':9s} {'us/iter':>26s} {'steps/s':>22s} {'start-up s':>20s} "
-          f"{'start-up CPU s':>20s} {'peak RSS MB':>22s}")
+    print(
+        f"{'workload':9s} {'side':9s} {'us/iter':>26s} {'steps/s':>22s} {'start-up s':>20s} "
+        f"{'start-up CPU s':>20s} {'peak RSS MB':>22s}"
+    )
     for wname, r in results.items():
         for s, v in r["sides"].items():
-            print(f"{wname:9s} {s:9s} {cell(v['us_per_iter'], '8.0f'):>26s} "
-                  f"{cell(v['steps_per_s'], '6.1f'):>22s} {cell(v['startup_s'], '5.2f'):>20s} "
-                  f"{cell(v['startup_cpu_s'], '5.2f'):>20s} {cell(v['maxrss_mb'], '6.0f'):>22s}")
+            print(
+                f"{wname:9s} {s:9s} {cell(v['us_per_iter'], '8.0f'):>26s} "
+                f"{cell(v['steps_per_s'], '6.1f'):>22s} {cell(v['startup_s'], '5.2f'):>20s} "
+                f"{cell(v['startup_cpu_s'], '5.2f'):>20s} {cell(v['maxrss_mb'], '6.0f'):>22s}"
+            )
         p = r.get("same_process")
         if p:
             o, h = p["overhead_us_per_iter"], p["hooks_us_per_iter"]
-            print(f"{wname:9s} same process, {p['processes']} x {p['blocks_per_process']} "
-                  f"rotated blocks of {p['iters_per_block']} iterations (us/iter, median "
-                  f"[min to max] of the per-block differences):")
-            print(f"{'':9s}   acchooks - minimal loop = {o['median']:+.1f} [{o['min']:+.1f} to "
-                  f"{o['max']:+.1f}] (time x{p['time_ratio']:.3f})")
-            print(f"{'':9s}   acchooks - minimal loop stepping the inner optimizer "
-                  f"(the hooks' own cost) = {h['median']:+.1f} [{h['min']:+.1f} to {h['max']:+.1f}]")
-        print(f"{wname:9s} acchooks/minimal: {r['overhead_us_per_iter']:+.0f} us/iter "
-              f"(time x{r['time_ratio']:.3f}, steps/s x{r['steps_per_s_ratio']:.3f}), "
-              f"start-up {r['startup_delta_s']:+.2f} s (x{r['startup_ratio']:.2f}; CPU "
-              f"{r['startup_cpu_delta_s']:+.2f} s), "
-              f"RSS x{r['rss_ratio']:.2f}")
+            print(
+                f"{wname:9s} same process, {p['processes']} x {p['blocks_per_process']} "
+                f"rotated blocks of {p['iters_per_block']} iterations (us/iter, median "
+                f"[min to max] of the per-block differences):"
+            )
+            print(
+                f"{'':9s}   acchooks - minimal loop = {o['median']:+.1f} [{o['min']:+.1f} to "
+                f"{o['max']:+.1f}] (time x{p['time_ratio']:.3f})"
+            )
+            print(
+                f"{'':9s}   acchooks - minimal loop stepping the inner optimizer "
+                f"(the hooks' own cost) = {h['median']:+.1f} [{h['min']:+.1f} to {h['max']:+.1f}]"
+            )
+        print(
+            f"{wname:9s} acchooks/minimal: {r['overhead_us_per_iter']:+.0f} us/iter "
+            f"(time x{r['time_ratio']:.3f}, steps/s x{r['steps_per_s_ratio']:.3f}), "
+            f"start-up {r['startup_delta_s']:+.2f} s (x{r['startup_ratio']:.2f}; CPU "
+            f"{r['startup_cpu_delta_s']:+.2f} s), "
+            f"RSS x{r['rss_ratio']:.2f}"
+        )
 
 
 def main() -> None:
@@ -485,11 +624,21 @@ def main() -> None:
     import accelerate
     import timm
     import torch
-    env = {"torch": torch.__version__, "accelerate": accelerate.__version__, "timm": timm.__version__,
-           "python": platform.python_version(), "cpus": os.cpu_count(), "threads": args.threads,
-           "load_avg": os.getloadavg(), "quick": args.quick}
-    print(f"loop overhead, {reps} interleaved runs per side, {args.threads} thread(s), "
-          f"median [min-max]; load avg {env['load_avg'][0]:.1f} on {env['cpus']} CPUs")
+
+    env = {
+        "torch": torch.__version__,
+        "accelerate": accelerate.__version__,
+        "timm": timm.__version__,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "threads": args.threads,
+        "load_avg": os.getloadavg(),
+        "quick": args.quick,
+    }
+    print(
+        f"loop overhead, {reps} interleaved runs per side, {args.threads} thread(s), "
+        f"median [min-max]; load avg {env['load_avg'][0]:.1f} on {env['cpus']} CPUs"
+    )
     print_table(results)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:

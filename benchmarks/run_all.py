@@ -9,6 +9,7 @@ smoke run never overwrites measured numbers). Each script runs in its own proces
 the same environment (OMP_WAIT_POLICY=PASSIVE unless set; OMP_NUM_THREADS=1 unless set).
 Stops at the first failure and says which script failed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,9 @@ def main() -> int:
     env = dict(os.environ)
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env.setdefault("OMP_NUM_THREADS", "1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (os.path.dirname(HERE), env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (os.path.dirname(HERE), env.get("PYTHONPATH")) if p
+    )
     for name, extra in todo:
         out = os.path.join(out_dir, f"{name}.json")
         cmd = [sys.executable, os.path.join(HERE, f"{name}.py"), *extra, "--out", out]

@@ -2,6 +2,7 @@
 
 No timing asserts: only that the numbers exist, are positive, and the ratios are there.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -26,8 +27,20 @@ def _positive(x) -> bool:
 def _run(script: str, out: str, *extra: str, quick: bool = True) -> dict:
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)
-    p = subprocess.run([sys.executable, os.path.join(BENCH, script), *(["--quick"] if quick else []),
-                        "--out", out, *extra], env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(BENCH, script),
+            *(["--quick"] if quick else []),
+            "--out",
+            out,
+            *extra,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     with open(out) as f:
         return json.load(f)
@@ -51,21 +64,50 @@ def test_loop_overhead(tmp_path):
 
 
 def test_ema(tmp_path):
-    rows = _run("ema.py", str(tmp_path / "ema.json"), "--model", "test_resnet", "--reps", "2",
-                "--warmup", "1", quick=False)["results"]
+    rows = _run(
+        "ema.py",
+        str(tmp_path / "ema.json"),
+        "--model",
+        "test_resnet",
+        "--reps",
+        "2",
+        "--warmup",
+        "1",
+        quick=False,
+    )["results"]
     assert set(rows) == {"acchooks EMAHook", "bare _foreach_lerp_", "timm ModelEmaV3"}
     for v in rows.values():
-        assert all(_positive(v[k]) for k in ("median_ms", "min_ms", "max_ms", "ratio_to_timm",
-                                             "ratio_to_bare"))
+        assert all(
+            _positive(v[k])
+            for k in ("median_ms", "min_ms", "max_ms", "ratio_to_timm", "ratio_to_bare")
+        )
 
 
 def test_checkpoint(tmp_path):
-    rows = _run("checkpoint.py", str(tmp_path / "ckpt.json"), "--model", "test_resnet", "--reps",
-                "1", "--warmup", "0", quick=False)["results"]
-    assert {"torch.save/load", "accelerate save/load_state", "acchooks",
-            "acchooks fsync+xxh3_128", "safetensors save_file/load_file"} <= set(rows)
+    rows = _run(
+        "checkpoint.py",
+        str(tmp_path / "ckpt.json"),
+        "--model",
+        "test_resnet",
+        "--reps",
+        "1",
+        "--warmup",
+        "0",
+        quick=False,
+    )["results"]
+    assert {
+        "torch.save/load",
+        "accelerate save/load_state",
+        "acchooks",
+        "acchooks fsync+xxh3_128",
+        "safetensors save_file/load_file",
+    } <= set(rows)
     for v in rows.values():
-        assert _positive(v["bytes"]) and _positive(v["save_vs_torch"]) and _positive(v["load_vs_torch"])
+        assert (
+            _positive(v["bytes"])
+            and _positive(v["save_vs_torch"])
+            and _positive(v["load_vs_torch"])
+        )
 
 
 def test_dispatch(tmp_path):
@@ -74,7 +116,9 @@ def test_dispatch(tmp_path):
         rows = data["results"][per]["results"]
         assert set(rows) == {"HookTable.call", "Runner.call_hook", "direct", "mmcv getattr"}
         for v in rows.values():
-            assert all(_positive(v[k]) for k in ("median_us", "min_us", "max_us", "ratio_to_direct"))
+            assert all(
+                _positive(v[k]) for k in ("median_us", "min_us", "max_us", "ratio_to_direct")
+            )
 
 
 def test_config_errors(tmp_path):
@@ -94,19 +138,31 @@ def test_gpu_script_fails_clearly_without_cuda(tmp_path):
     assert {c["precision"] for c in plan} == {"bf16", "fp16"}
     assert {c["channels_last"] for c in plan} == {True, False}
     assert {c["side"] for c in plan} == {"acchooks", "minimal"}
-    summary = gpu.summarize([
-        dict(c, images_per_s=100.0 if c["side"] == "minimal" else 99.0, peak_mem_mb=1000.0)
-        for c in plan])
+    summary = gpu.summarize(
+        [
+            dict(c, images_per_s=100.0 if c["side"] == "minimal" else 99.0, peak_mem_mb=1000.0)
+            for c in plan
+        ]
+    )
     assert all(_positive(row["throughput_ratio"]) for row in summary)
     import torch
+
     if not torch.cuda.is_available():
-        p = subprocess.run([sys.executable, os.path.join(BENCH, "gpu.py"), "--out",
-                            str(tmp_path / "gpu.json")], capture_output=True, text=True, timeout=120)
+        p = subprocess.run(
+            [sys.executable, os.path.join(BENCH, "gpu.py"), "--out", str(tmp_path / "gpu.json")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert p.returncode == 2 and "CUDA" in p.stderr, p.stderr[-2000:]
 
 
 def test_run_all_lists_every_benchmark():
-    spec = importlib.util.spec_from_file_location("bench_run_all", os.path.join(BENCH, "run_all.py"))
+    spec = importlib.util.spec_from_file_location(
+        "bench_run_all", os.path.join(BENCH, "run_all.py")
+    )
     run_all = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(run_all)
-    assert {"loop_overhead", "dispatch", "config_errors", "ema", "checkpoint"} <= set(run_all.SCRIPTS)
+    assert {"loop_overhead", "dispatch", "config_errors", "ema", "checkpoint"} <= set(
+        run_all.SCRIPTS
+    )

@@ -2,6 +2,7 @@
 (``ACCHOOKS_TEST_KILL_AT``, test-only), then the last complete checkpoint must load,
 ``find_latest`` must pick it, leftovers must be cleaned with a warning and ``--resume auto``
 must finish the run."""
+
 from __future__ import annotations
 
 import logging
@@ -52,8 +53,12 @@ def _two_saves(work: str, spec: str) -> None:
     for epoch in (1, 2):
         model(torch.randn(4, 32)).sum().backward()
         opt.step()
-        path = save_checkpoint(Path(work) / f"epoch_{epoch}", model_state=model.state_dict(),
-                               optimizer_state=opt.state_dict(), meta={"epoch": epoch, "iter": epoch})
+        path = save_checkpoint(
+            Path(work) / f"epoch_{epoch}",
+            model_state=model.state_dict(),
+            optimizer_state=opt.state_dict(),
+            meta={"epoch": epoch, "iter": epoch},
+        )
         update_latest_pointer(work, path)
         if epoch == 2:
             remove_checkpoint(Path(work) / "epoch_1")
@@ -63,7 +68,9 @@ def _two_saves(work: str, spec: str) -> None:
 @pytest.mark.parametrize("phase", list(KILLS))
 def test_sigkill_at_each_phase_keeps_last_complete(tmp_path, phase, caplog):
     spec, committed = KILLS[phase]
-    proc = multiprocessing.get_context("fork").Process(target=_two_saves, args=(str(tmp_path), spec))
+    proc = multiprocessing.get_context("fork").Process(
+        target=_two_saves, args=(str(tmp_path), spec)
+    )
     proc.start()
     proc.join(60)
     assert proc.exitcode == -signal.SIGKILL
@@ -72,11 +79,14 @@ def test_sigkill_at_each_phase_keeps_last_complete(tmp_path, phase, caplog):
     ckpt = load_checkpoint(survivor)  # verified with checksums
     assert ckpt.meta["epoch"] == (2 if committed else 1) and ckpt.optimizer_state is not None
     assert (tmp_path / "epoch_2").exists() == committed
-    assert read_latest_pointer(tmp_path) == tmp_path / ("epoch_2" if phase == "rotation" else "epoch_1")
+    assert read_latest_pointer(tmp_path) == tmp_path / (
+        "epoch_2" if phase == "rotation" else "epoch_1"
+    )
     leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))
     assert len(leftovers) == 1
-    assert leftovers[0].startswith({"latest": ".latest.tmp-", "rotation": ".trash-epoch_1-"}
-                                   .get(phase, ".staging-epoch_2-"))
+    assert leftovers[0].startswith(
+        {"latest": ".latest.tmp-", "rotation": ".trash-epoch_1-"}.get(phase, ".staging-epoch_2-")
+    )
     if phase == "model":  # the kill left a cut file behind, which stays invisible
         (staging,) = tmp_path.glob(".staging-*")
         assert not (staging / "manifest.json").exists() and (staging / "model.safetensors").exists()
@@ -110,8 +120,14 @@ log_config = dict(interval=4, hooks=[dict(type='TextLoggerHook')])
 
 def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 300):
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.slow
@@ -188,8 +204,14 @@ def _damage(kind: str, d: Path) -> str:
     raise AssertionError(kind)
 
 
-DAMAGE = ["truncated", "flipped_byte", "missing_file", "header_past_eof", "absurd_tensor",
-          "not_a_checkpoint"]
+DAMAGE = [
+    "truncated",
+    "flipped_byte",
+    "missing_file",
+    "header_past_eof",
+    "absurd_tensor",
+    "not_a_checkpoint",
+]
 
 
 @pytest.fixture(scope="module")
@@ -203,8 +225,11 @@ def trained(tmp_path_factory) -> Path:
 
 
 def _snapshot(work: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(work)): p.read_bytes() for p in sorted(work.rglob("*"))
-            if p.is_file() and (p.parent.name.startswith("epoch_") or p.name == "latest")}
+    return {
+        str(p.relative_to(work)): p.read_bytes()
+        for p in sorted(work.rglob("*"))
+        if p.is_file() and (p.parent.name.startswith("epoch_") or p.name == "latest")
+    }
 
 
 def _damaged_copy(trained: Path, tmp_path: Path, kind: str) -> tuple[Path, Path, str]:
@@ -231,18 +256,21 @@ def test_damaged_resume_from_is_an_error_before_any_write(trained, tmp_path, kin
     assert _snapshot(work) == before  # nothing overwritten, no fallback to a fresh run
 
 
-@pytest.mark.parametrize("kind", [
-    "truncated",
-    *[pytest.param(k, marks=pytest.mark.slow) for k in DAMAGE if k != "truncated"]])
+@pytest.mark.parametrize(
+    "kind",
+    ["truncated", *[pytest.param(k, marks=pytest.mark.slow) for k in DAMAGE if k != "truncated"]],
+)
 def test_cli_damaged_resume_from_exits_2(trained, tmp_path, kind):
     work, bad, pattern = _damaged_copy(trained, tmp_path, kind)
     before = _snapshot(work)
-    res = run_cli(["--config", str(TINY), "--work-dir", str(work), "--resume-from", str(bad)],
-                  tmp_path)
+    res = run_cli(
+        ["--config", str(TINY), "--work-dir", str(work), "--resume-from", str(bad)], tmp_path
+    )
     out = res.stdout + res.stderr
     assert res.returncode == 2, out[-3000:]
     assert out.count("acchooks: error:") == 1 and "Traceback" not in out
     import re
+
     assert re.search(pattern, out), out[-2000:]
     assert _snapshot(work) == before
 
@@ -251,16 +279,20 @@ def test_find_latest_checksums_newest_first(tmp_path, monkeypatch):
     import acchooks.checkpoint.reader as reader
 
     for i in (1, 2, 3):
-        save_checkpoint(tmp_path / f"epoch_{i}", model_state={"w": torch.full((64,), float(i))},
-                        meta={"epoch": i, "iter": 10 * i})
+        save_checkpoint(
+            tmp_path / f"epoch_{i}",
+            model_state={"w": torch.full((64,), float(i))},
+            meta={"epoch": i, "iter": 10 * i},
+        )
     f = tmp_path / "epoch_3" / "model.safetensors"
     data = bytearray(f.read_bytes())
     data[-1] ^= 0x01  # same size: only a checksum sees it
     f.write_bytes(bytes(data))
     hashed = []
     real = reader._file_digest
-    monkeypatch.setattr(reader, "_file_digest",
-                        lambda p, algo: hashed.append(p.parent.name) or real(p, algo))
+    monkeypatch.setattr(
+        reader, "_file_digest", lambda p, algo: hashed.append(p.parent.name) or real(p, algo)
+    )
     latest, reasons = find_latest(tmp_path)
     assert latest == tmp_path / "epoch_2"
     assert len(reasons) == 1 and reasons[0].startswith("skipped epoch_3: ")

@@ -1,4 +1,5 @@
 """Tests for acchooks.checkpoint: the directory format, verification and housekeeping."""
+
 from __future__ import annotations
 
 import errno
@@ -71,8 +72,10 @@ def test_timm_round_trip_bit_exact(tmp_path):
     assert (m["format"], m["version"]) == ("acchooks-checkpoint", 1)
     assert set(m["versions"]) == {"torch", "safetensors", "accelerate", "timm", "acchooks"}
     data = (p / "model.safetensors").read_bytes()
-    assert m["files"]["model.safetensors"] == {"size": len(data),
-                                               "xxh3_128": xxhash.xxh3_128(data).hexdigest()}
+    assert m["files"]["model.safetensors"] == {
+        "size": len(data),
+        "xxh3_128": xxhash.xxh3_128(data).hexdigest(),
+    }
     # The model file is a plain safetensors file that timm models load directly.
     fresh = timm.create_model("test_resnet", pretrained=False, num_classes=4)
     fresh.load_state_dict(safetensors.torch.load_file(p / "model.safetensors"))
@@ -104,29 +107,36 @@ def test_tied_and_non_contiguous_tensors(tmp_path):
     assert torch.equal(fresh.a.weight, model.a.weight)
 
 
-@pytest.mark.parametrize("make_opt", [
-    lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4),
-    lambda ps: torch.optim.AdamW(ps, lr=1e-2, betas=(0.8, 0.95), amsgrad=True),
-], ids=["sgd_momentum", "adamw"])
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4),
+        lambda ps: torch.optim.AdamW(ps, lr=1e-2, betas=(0.8, 0.95), amsgrad=True),
+    ],
+    ids=["sgd_momentum", "adamw"],
+)
 def test_optimizer_round_trip_continues_identically(tmp_path, make_opt):
     model = _small_model()
     groups = [{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.05}]
     opt = make_opt(groups)
     _steps(model, opt, range(3))
-    p = save_checkpoint(tmp_path / "iter_3", model_state=model.state_dict(),
-                        optimizer_state=opt.state_dict())
+    p = save_checkpoint(
+        tmp_path / "iter_3", model_state=model.state_dict(), optimizer_state=opt.state_dict()
+    )
     _steps(model, opt, range(3, 6))  # the uninterrupted run
 
     c = load_checkpoint(p)
-    for g_saved, g_loaded in zip(opt.state_dict()["param_groups"], c.optimizer_state["param_groups"],
-                                 strict=True):
+    for g_saved, g_loaded in zip(
+        opt.state_dict()["param_groups"], c.optimizer_state["param_groups"], strict=True
+    ):
         for k, v in g_saved.items():
             if k != "params":  # types survive: tuples stay tuples, None/bool/float kept
                 assert type(g_loaded[k]) is type(v) and g_loaded[k] == v, k
     resumed = _small_model()
     resumed.load_state_dict(c.model_state)
-    opt2 = make_opt([{"params": resumed[0].parameters()},
-                     {"params": resumed[2].parameters(), "lr": 0.05}])
+    opt2 = make_opt(
+        [{"params": resumed[0].parameters()}, {"params": resumed[2].parameters(), "lr": 0.05}]
+    )
     opt2.load_state_dict(c.optimizer_state)
     _steps(resumed, opt2, range(3, 6))
     _equal_dicts(model.state_dict(), resumed.state_dict())
@@ -136,11 +146,17 @@ def test_optimizer_round_trip_continues_identically(tmp_path, make_opt):
 
 def test_tensor_groups_and_state_json(tmp_path):
     ema = {"w": torch.randn(3, 3), "n": torch.tensor(7, dtype=torch.int64)}
-    state = {"epoch": 2, "hooks": {"EvalHook": {"best": 0.5, "name": None, "ok": True}},
-             "lst": [1, 2.5, "x"]}
-    p = save_checkpoint(tmp_path / "epoch_2", model_state={"x": torch.ones(2)},
-                        tensors={"hook.EMAHook": ema, "rng": {"cpu": torch.get_rng_state()}},
-                        state=state)
+    state = {
+        "epoch": 2,
+        "hooks": {"EvalHook": {"best": 0.5, "name": None, "ok": True}},
+        "lst": [1, 2.5, "x"],
+    }
+    p = save_checkpoint(
+        tmp_path / "epoch_2",
+        model_state={"x": torch.ones(2)},
+        tensors={"hook.EMAHook": ema, "rng": {"cpu": torch.get_rng_state()}},
+        state=state,
+    )
     assert (p / "hook.EMAHook.safetensors").is_file() and (p / "state.json").is_file()
     c = load_checkpoint(p)
     _equal_dicts(ema, c.tensors["hook.EMAHook"])
@@ -148,13 +164,16 @@ def test_tensor_groups_and_state_json(tmp_path):
     assert c.state == state
 
 
-@pytest.mark.parametrize("state, where", [
-    ({"hooks": {"ema": {"seen": {1, 2}}}}, "hooks.ema.seen"),
-    ({"best": [1.0, float("nan")]}, "best[1]"),
-    ({"x": float("inf")}, "'x'"),
-    ({"t": torch.zeros(1)}, "'t'"),
-    ({1: "int key"}, "non-string key"),
-])
+@pytest.mark.parametrize(
+    "state, where",
+    [
+        ({"hooks": {"ema": {"seen": {1, 2}}}}, "hooks.ema.seen"),
+        ({"best": [1.0, float("nan")]}, "best[1]"),
+        ({"x": float("inf")}, "'x'"),
+        ({"t": torch.zeros(1)}, "'t'"),
+        ({1: "int key"}, "non-string key"),
+    ],
+)
 def test_non_json_state_rejected_at_save(tmp_path, state, where):
     with pytest.raises(CheckpointError, match=re.escape(where)) as info:
         save_checkpoint(tmp_path / "epoch_1", model_state={"x": torch.ones(1)}, state=state)
@@ -172,9 +191,13 @@ def test_load_never_unpickles(tmp_path, monkeypatch):
     model = _small_model()
     opt = torch.optim.AdamW(model.parameters())
     _steps(model, opt, range(2))
-    p = save_checkpoint(tmp_path / "epoch_1", model_state=model.state_dict(),
-                        optimizer_state=opt.state_dict(), tensors={"g": {"a": torch.ones(2)}},
-                        state={"a": 1})
+    p = save_checkpoint(
+        tmp_path / "epoch_1",
+        model_state=model.state_dict(),
+        optimizer_state=opt.state_dict(),
+        tensors={"g": {"a": torch.ones(2)}},
+        state={"a": 1},
+    )
 
     def boom(*args, **kwargs):
         raise AssertionError("unpickling attempted")
@@ -184,15 +207,17 @@ def test_load_never_unpickles(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "load", boom)
     c = load_checkpoint(p)
     assert c.optimizer_state is not None
-    src = "".join(Path(m.__file__).read_text() for m in
-                  (ckpt_pkg, ckpt_pkg.format, ckpt_pkg.reader,
-                   ckpt_pkg.optimizer_state))
+    src = "".join(
+        Path(m.__file__).read_text()
+        for m in (ckpt_pkg, ckpt_pkg.format, ckpt_pkg.reader, ckpt_pkg.optimizer_state)
+    )
     assert "import pickle" not in src and "torch.load(" not in src
 
 
 def _saved(tmp_path: Path, name: str = "epoch_1", it: int = 1) -> Path:
-    return save_checkpoint(tmp_path / name, model_state={"w": torch.randn(64, 64)},
-                           meta={"iter": it})
+    return save_checkpoint(
+        tmp_path / name, model_state={"w": torch.randn(64, 64)}, meta={"iter": it}
+    )
 
 
 def test_truncated_file(tmp_path):
@@ -200,7 +225,9 @@ def test_truncated_file(tmp_path):
     f = p / "model.safetensors"
     size = f.stat().st_size
     f.write_bytes(f.read_bytes()[: size // 2])
-    with pytest.raises(CheckpointError, match=rf"model\.safetensors: expected {size} bytes.*found {size // 2}"):
+    with pytest.raises(
+        CheckpointError, match=rf"model\.safetensors: expected {size} bytes.*found {size // 2}"
+    ):
         load_checkpoint(p, verify="size")
 
 
@@ -211,8 +238,10 @@ def test_flipped_byte_same_size(tmp_path):
     data[-1] ^= 0xFF
     f.write_bytes(bytes(data))
     verify_checkpoint(p, verify="size")  # size still matches
-    pattern = (r"model\.safetensors: expected xxh3_128 [0-9a-f]{32}, found [0-9a-f]{32}; "
-               r"the file is corrupt \(same size, different bytes\)")
+    pattern = (
+        r"model\.safetensors: expected xxh3_128 [0-9a-f]{32}, found [0-9a-f]{32}; "
+        r"the file is corrupt \(same size, different bytes\)"
+    )
     with pytest.raises(CheckpointError, match=pattern):
         load_checkpoint(p)
 
@@ -359,9 +388,10 @@ def test_resave_same_name_replaces(tmp_path):
 def _as_earlier_version(d: Path) -> None:
     """Make ``d`` what earlier acchooks versions wrote: a sha256 digest per manifest entry."""
     m = json.loads((d / "manifest.json").read_text())
-    m["files"] = {name: {"size": info["size"],
-                         "sha256": hashlib.sha256((d / name).read_bytes()).hexdigest()}
-                  for name, info in m["files"].items()}
+    m["files"] = {
+        name: {"size": info["size"], "sha256": hashlib.sha256((d / name).read_bytes()).hexdigest()}
+        for name, info in m["files"].items()
+    }
     (d / "manifest.json").write_text(json.dumps(m, indent=1))
 
 
@@ -369,8 +399,13 @@ def test_sha256_manifest_of_earlier_versions_still_verified(tmp_path):
     model = _small_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     _steps(model, opt, range(2))
-    p = save_checkpoint(tmp_path / "epoch_1", model_state=model.state_dict(),
-                        optimizer_state=opt.state_dict(), state={"a": 1}, meta={"iter": 1})
+    p = save_checkpoint(
+        tmp_path / "epoch_1",
+        model_state=model.state_dict(),
+        optimizer_state=opt.state_dict(),
+        state={"a": 1},
+        meta={"iter": 1},
+    )
     _as_earlier_version(p)
     c = load_checkpoint(p)  # verify='checksum': every sha256 is recomputed and matches
     _equal_dicts(model.state_dict(), c.model_state)
@@ -383,8 +418,10 @@ def test_sha256_manifest_of_earlier_versions_still_verified(tmp_path):
     data[len(data) // 2] ^= 0x01
     f.write_bytes(bytes(data))
     verify_checkpoint(p, verify="size")  # same size: only the sha256 sees it
-    pattern = (rf"{re.escape(str(f))}: expected sha256 [0-9a-f]{{64}}, found [0-9a-f]{{64}}; "
-               r"the file is corrupt \(same size, different bytes\)")
+    pattern = (
+        rf"{re.escape(str(f))}: expected sha256 [0-9a-f]{{64}}, found [0-9a-f]{{64}}; "
+        r"the file is corrupt \(same size, different bytes\)"
+    )
     with pytest.raises(CheckpointError, match=pattern):
         load_checkpoint(p)
     latest, reasons = find_latest(tmp_path)
@@ -407,22 +444,45 @@ def test_entry_without_digest_is_size_checked_only(tmp_path):
 
 
 def test_tensor_files_are_what_safetensors_writes(tmp_path):
-    dtypes = [torch.float64, torch.float32, torch.float16, torch.bfloat16, torch.int64,
-              torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool, torch.complex64,
-              *(getattr(torch, n) for n in ("uint16", "uint32", "uint64", "float8_e4m3fn",
-                                            "float8_e5m2") if hasattr(torch, n))]
+    dtypes = [
+        torch.float64,
+        torch.float32,
+        torch.float16,
+        torch.bfloat16,
+        torch.int64,
+        torch.int32,
+        torch.int16,
+        torch.int8,
+        torch.uint8,
+        torch.bool,
+        torch.complex64,
+        *(
+            getattr(torch, n)
+            for n in ("uint16", "uint32", "uint64", "float8_e4m3fn", "float8_e5m2")
+            if hasattr(torch, n)
+        ),
+    ]
     g = torch.Generator().manual_seed(0)
-    group = {f"t{i}.{dt}".replace("torch.", ""): (torch.rand(3, 5, generator=g) * 100).to(dt)
-             for i, dt in enumerate(dtypes)}
-    group.update({"scalar": torch.tensor(2.5), "empty": torch.ones(0, 4),
-                  "ünïcode \"q\" \\": torch.ones(2),  # escaped in the JSON header
-                  "big": torch.randn(1 << 21, generator=g)})  # 8 MB: more than one write chunk
+    group = {
+        f"t{i}.{dt}".replace("torch.", ""): (torch.rand(3, 5, generator=g) * 100).to(dt)
+        for i, dt in enumerate(dtypes)
+    }
+    group.update(
+        {
+            "scalar": torch.tensor(2.5),
+            "empty": torch.ones(0, 4),
+            'ünïcode "q" \\': torch.ones(2),  # escaped in the JSON header
+            "big": torch.randn(1 << 21, generator=g),
+        }
+    )  # 8 MB: more than one write chunk
     rare = getattr(torch, "float8_e4m3fnuz", None)  # not in our table: safetensors writes it
     tensors = {"rare": {"x": torch.ones(4).to(rare)}} if rare is not None else {}
     p = save_checkpoint(tmp_path / "c", model_state=group, tensors=tensors)
     files = load_checkpoint(p).manifest["files"]
-    for fname, expected in [("model.safetensors", group),
-                            *(("rare.safetensors", t) for t in tensors.values())]:
+    for fname, expected in [
+        ("model.safetensors", group),
+        *(("rare.safetensors", t) for t in tensors.values()),
+    ]:
         data = (p / fname).read_bytes()
         assert data == safetensors.torch.save(expected, metadata={"format": "pt"}), fname
         assert files[fname] == {"size": len(data), "xxh3_128": xxhash.xxh3_128(data).hexdigest()}
@@ -453,10 +513,14 @@ def test_failed_background_fsync_is_a_checkpoint_error(tmp_path, monkeypatch, fn
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", fsync)
-    with pytest.raises(CheckpointError, match=rf"^{re.escape(fname)}: could not write it "
-                                              r"\(\[Errno 5\] Input/output error\)"):
-        save_checkpoint(tmp_path / "epoch_2", model_state=model.state_dict(),
-                        optimizer_state=opt.state_dict())
+    with pytest.raises(
+        CheckpointError,
+        match=rf"^{re.escape(fname)}: could not write it "
+        r"\(\[Errno 5\] Input/output error\)",
+    ):
+        save_checkpoint(
+            tmp_path / "epoch_2", model_state=model.state_dict(), optimizer_state=opt.state_dict()
+        )
     assert [p.name for p in tmp_path.iterdir()] == ["epoch_1"]  # staging dir removed
     assert not _save_threads()  # the background work was waited for
     assert find_latest(tmp_path) == (first, [])
@@ -473,8 +537,12 @@ def test_failed_write_is_a_checkpoint_error(tmp_path, monkeypatch):
         return real_write(fd, data)
 
     monkeypatch.setattr(os, "write", write)
-    with pytest.raises(CheckpointError, match=r"^model\.safetensors: could not write it "
-                                              r"\(\[Errno 28\] No space left on device\)"):
-        save_checkpoint(tmp_path / "epoch_1",
-                        model_state={f"w{i}": torch.ones(8) for i in range(5)})
+    with pytest.raises(
+        CheckpointError,
+        match=r"^model\.safetensors: could not write it "
+        r"\(\[Errno 28\] No space left on device\)",
+    ):
+        save_checkpoint(
+            tmp_path / "epoch_1", model_state={f"w{i}": torch.ones(8) for i in range(5)}
+        )
     assert list(tmp_path.iterdir()) == [] and not _save_threads()

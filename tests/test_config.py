@@ -1,4 +1,5 @@
 """Tests for acchooks.config: loading, inheritance, overrides, dumping, custom imports."""
+
 from __future__ import annotations
 
 import argparse
@@ -32,6 +33,7 @@ def write(folder: Path, name: str, text: str) -> Path:
 
 # ----------------------------------------------------------------------------- ConfigDict
 
+
 def test_configdict_attribute_access_and_nested_conversion():
     d = ConfigDict(model=dict(type="A", sub=[dict(x=1), (dict(y=2),)]))
     assert d.model.type == "A"
@@ -46,7 +48,9 @@ def test_configdict_attribute_access_and_nested_conversion():
 
 def test_configdict_attribute_miss_suggests_closest():
     d = ConfigDict(optimizer=dict(lr=0.1))
-    with pytest.raises(AttributeError, match=r"no config key 'optimiser'; did you mean 'optimizer'"):
+    with pytest.raises(
+        AttributeError, match=r"no config key 'optimiser'; did you mean 'optimizer'"
+    ):
         _ = d.optimiser
     assert not hasattr(d, "nothing_like_it")
 
@@ -60,6 +64,7 @@ def test_configdict_pickle_and_deepcopy():
 
 
 # ----------------------------------------------------------------------------- loading
+
 
 def test_list_of_bases_and_overrides_from_fixture():
     cfg = Config.fromfile(CONFIGS / "resnet18_imagenet.py")
@@ -92,13 +97,20 @@ def test_single_base_string(tmp_path):
 
 def test_delete_nested_and_removed_everywhere(tmp_path):
     write(tmp_path, "base.py", "m = dict(head=dict(type='A', k=1), neck=dict(type='N', p=2))\n")
-    path = write(tmp_path, "c.py", """\
+    path = write(
+        tmp_path,
+        "c.py",
+        """\
         _base_ = 'base.py'
         m = dict(head=dict(_delete_=True, type='B'), extra=dict(_delete_=True, q=1))
-    """)
+    """,
+    )
     cfg = Config.fromfile(path)
-    assert cfg.m.to_dict() == {"head": {"type": "B"}, "neck": {"type": "N", "p": 2},
-                               "extra": {"q": 1}}
+    assert cfg.m.to_dict() == {
+        "head": {"type": "B"},
+        "neck": {"type": "N", "p": 2},
+        "extra": {"q": 1},
+    }
 
 
 def test_non_dict_override_replaces(tmp_path):
@@ -151,7 +163,10 @@ def test_runtime_error_names_file_and_line(tmp_path):
 
 
 def test_non_data_names_skipped_and_tuples_kept(tmp_path):
-    path = write(tmp_path, "c.py", """\
+    path = write(
+        tmp_path,
+        "c.py",
+        """\
         import os
         from collections import OrderedDict
         def helper(x):
@@ -164,7 +179,8 @@ def test_non_data_names_skipped_and_tuples_kept(tmp_path):
         evaluation = dict(metric_options={'topk': (1, 5)})
         size = helper(112)
         print_ok = print
-    """)
+    """,
+    )
     cfg = Config.fromfile(path)
     assert set(cfg.keys()) == {"root", "workflow", "evaluation", "size"}
     assert cfg.workflow == [("train", 1), ("val", 1)] and isinstance(cfg.workflow[0], tuple)
@@ -199,6 +215,7 @@ def test_config_dict_interface_and_attribute_miss(tmp_path):
 
 # ----------------------------------------------------------------------------- dump
 
+
 def test_dump_round_trip(tmp_path):
     cfg = Config.fromfile(CONFIGS / "resnet18_finetune.py")
     cfg.merge_from_dict({"extra": {"inf_clip": float("inf"), 1: "int key", "s": "x" * 120}})
@@ -206,7 +223,9 @@ def test_dump_round_trip(tmp_path):
     cfg.dump(out)
     again = Config.fromfile(out)
     assert again.to_dict() == cfg.to_dict()
-    assert again.workflow[0] == ("train", 1) and isinstance(again.evaluation.metric_options.topk, tuple)
+    assert again.workflow[0] == ("train", 1) and isinstance(
+        again.evaluation.metric_options.topk, tuple
+    )
     assert cfg.pretty_text == again.pretty_text  # deterministic
     assert cfg.pretty_text.startswith("from math import inf, nan")
     assert Config(dict(a=1)).pretty_text == "a = 1\n"
@@ -219,19 +238,53 @@ def test_dump_rejects_non_identifier_top_key():
 
 # ----------------------------------------------------------------------------- overrides
 
+
 def test_parse_cfg_options_types():
-    opts = parse_cfg_options([
-        "a.b=1", "f=1e-3", "t=true", "T=False", "n=None", "nl=null", "l=[1,2]", "tu=(1,2)",
-        "nest=[[1,2],[3,(4,5)]]", "c=x,y", "cn=1,2.5", "s=resnet50.a1_in1k", "q=\"str\"",
-        "p=/data/x", "neg=-3", "names=[train,val]", "wf=[(train,1),(val,1)]", "d={'a': true}",
-        "eq=a=b", "empty=",
-    ])
+    opts = parse_cfg_options(
+        [
+            "a.b=1",
+            "f=1e-3",
+            "t=true",
+            "T=False",
+            "n=None",
+            "nl=null",
+            "l=[1,2]",
+            "tu=(1,2)",
+            "nest=[[1,2],[3,(4,5)]]",
+            "c=x,y",
+            "cn=1,2.5",
+            "s=resnet50.a1_in1k",
+            'q="str"',
+            "p=/data/x",
+            "neg=-3",
+            "names=[train,val]",
+            "wf=[(train,1),(val,1)]",
+            "d={'a': true}",
+            "eq=a=b",
+            "empty=",
+        ]
+    )
     assert opts == {
-        "a.b": 1, "f": 0.001, "t": True, "T": False, "n": None, "nl": None, "l": [1, 2],
-        "tu": (1, 2), "nest": [[1, 2], [3, (4, 5)]], "c": ["x", "y"], "cn": [1, 2.5],
-        "s": "resnet50.a1_in1k", "q": "str", "p": "/data/x", "neg": -3,
-        "names": ["train", "val"], "wf": [("train", 1), ("val", 1)], "d": {"a": True},
-        "eq": "a=b", "empty": "",
+        "a.b": 1,
+        "f": 0.001,
+        "t": True,
+        "T": False,
+        "n": None,
+        "nl": None,
+        "l": [1, 2],
+        "tu": (1, 2),
+        "nest": [[1, 2], [3, (4, 5)]],
+        "c": ["x", "y"],
+        "cn": [1, 2.5],
+        "s": "resnet50.a1_in1k",
+        "q": "str",
+        "p": "/data/x",
+        "neg": -3,
+        "names": ["train", "val"],
+        "wf": [("train", 1), ("val", 1)],
+        "d": {"a": True},
+        "eq": "a=b",
+        "empty": "",
     }
     assert isinstance(opts["tu"], tuple) and isinstance(opts["wf"][0], tuple)
 
@@ -253,10 +306,19 @@ def test_dict_action_accumulates_and_reports():
 
 def test_merge_from_dict_paths():
     cfg = Config.fromfile(CONFIGS / "resnet18_imagenet.py")
-    cfg.merge_from_dict(parse_cfg_options([
-        "optimizer.lr=0.5", "data.train.root=/x", "new.deep.key=1", "custom_hooks.0.priority=10",
-        "evaluation.metric_options.topk.1=3", "workflow.1=(val,2)", "model=dict(x=1)",
-    ]))
+    cfg.merge_from_dict(
+        parse_cfg_options(
+            [
+                "optimizer.lr=0.5",
+                "data.train.root=/x",
+                "new.deep.key=1",
+                "custom_hooks.0.priority=10",
+                "evaluation.metric_options.topk.1=3",
+                "workflow.1=(val,2)",
+                "model=dict(x=1)",
+            ]
+        )
+    )
     assert cfg.optimizer.lr == 0.5 and cfg.data.train.root == "/x"
     assert cfg.data.train.type == "ImageFolder"  # siblings kept
     assert cfg.new.deep.key == 1 and isinstance(cfg.new.deep, ConfigDict)
@@ -280,6 +342,7 @@ def test_merge_from_dict_errors():
 
 # ----------------------------------------------------------------------------- custom imports
 
+
 def test_custom_imports_success(tmp_path, monkeypatch):
     write(tmp_path, "my_acchooks_plugin.py", "REGISTERED = True\n")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -298,10 +361,15 @@ def test_custom_imports_cwd_is_importable(tmp_path, monkeypatch):
 
 
 def test_custom_imports_failure(caplog):
-    with pytest.raises(ConfigError, match=r"'no_such_mod_xyz'.*ModuleNotFoundError.*no_such_mod_xyz"):
+    with pytest.raises(
+        ConfigError, match=r"'no_such_mod_xyz'.*ModuleNotFoundError.*no_such_mod_xyz"
+    ):
         import_custom_modules(dict(imports=["no_such_mod_xyz"]))
     with caplog.at_level(logging.WARNING, logger="acchooks"):
-        assert import_custom_modules(dict(imports=["no_such_mod_xyz"], allow_failed_imports=True)) == []
+        assert (
+            import_custom_modules(dict(imports=["no_such_mod_xyz"], allow_failed_imports=True))
+            == []
+        )
     assert "no_such_mod_xyz" in caplog.text
     with pytest.raises(ConfigError, match=r"unknown key 'import'; did you mean 'imports'"):
         import_custom_modules({"import": ["x"]})
@@ -315,28 +383,38 @@ def test_misspelled_key_is_reported_without_importing_torch(tmp_path):
     imported; the hooks and then the model are checked once the key is fixed."""
     import subprocess
     import sys
+
     bad = tmp_path / "bad.py"
-    bad.write_text("model = dict(type='TimmClassifier', model_name='resnet18', num_classes=4)\n"
-                   "data = dict(samples_per_gpu=8, workers_per_gpu=0, train=dict(type='Shapes'))\n"
-                   "optimizer = dict(type='SGD', lr=0.01)\n"
-                   "runner = dict(type='EpochBasedRunner', max_epochs=1)\n"
-                   "checkpoint_cfg = dict(interval=1)\n")
-    probe = ("import sys\nfrom acchooks.cli.train import main\nrc = main(['--config', sys.argv[1]])\n"
-             "print(rc, sorted(m for m in ('torch', 'timm', 'torchvision', 'accelerate') if m in sys.modules))")
-    res = subprocess.run([sys.executable, "-c", probe, str(bad)], capture_output=True, text=True,
-                         timeout=120)
+    bad.write_text(
+        "model = dict(type='TimmClassifier', model_name='resnet18', num_classes=4)\n"
+        "data = dict(samples_per_gpu=8, workers_per_gpu=0, train=dict(type='Shapes'))\n"
+        "optimizer = dict(type='SGD', lr=0.01)\n"
+        "runner = dict(type='EpochBasedRunner', max_epochs=1)\n"
+        "checkpoint_cfg = dict(interval=1)\n"
+    )
+    probe = (
+        "import sys\nfrom acchooks.cli.train import main\nrc = main(['--config', sys.argv[1]])\n"
+        "print(rc, sorted(m for m in ('torch', 'timm', 'torchvision', 'accelerate') if m in sys.modules))"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", probe, str(bad)], capture_output=True, text=True, timeout=120
+    )
     assert "did you mean 'checkpoint_config'" in res.stderr
     assert res.stdout.split("\n")[0] == "2 []", res.stdout + res.stderr[-2000:]
     # fixed key, misspelled hook: torch (the hooks), still no timm
-    bad.write_text(bad.read_text().replace("checkpoint_cfg", "checkpoint_config")
-                   + "custom_hooks = [dict(type='EMAHok')]\n")
-    res = subprocess.run([sys.executable, "-c", probe, str(bad)], capture_output=True, text=True,
-                         timeout=120)
+    bad.write_text(
+        bad.read_text().replace("checkpoint_cfg", "checkpoint_config")
+        + "custom_hooks = [dict(type='EMAHok')]\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", probe, str(bad)], capture_output=True, text=True, timeout=120
+    )
     assert "unknown hook type 'EMAHok'" in res.stderr, res.stderr[-2000:]
     assert res.stdout.split("\n")[0] == "2 ['torch']", res.stdout + res.stderr[-2000:]
     bad.write_text(bad.read_text().replace("custom_hooks = [dict(type='EMAHok')]\n", ""))
     # fixed key, wrong model name: the second pass imports timm and names the model
     bad.write_text(bad.read_text().replace("resnet18", "resnet181"))
-    res = subprocess.run([sys.executable, "-c", probe, str(bad)], capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", probe, str(bad)], capture_output=True, text=True, timeout=120
+    )
     assert res.stdout.startswith("2 ") and "model.model_name" in res.stderr, res.stderr[-2000:]

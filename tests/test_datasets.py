@@ -1,4 +1,5 @@
 """Tests for acchooks.datasets: Shapes (generated) and ImageFolder (timm transforms)."""
+
 from __future__ import annotations
 
 import time
@@ -82,8 +83,7 @@ def test_shapes_is_learnable():
     epochs, loader = 10, DataLoader(train, batch_size=32, shuffle=True)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
     # One-cycle keeps the final accuracy stable across torch seeds (0.87-0.92 measured).
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5e-3,
-                                                total_steps=epochs * len(loader))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=5e-3, total_steps=epochs * len(loader))
     for _ in range(epochs):
         model.train()
         for x, y in loader:
@@ -120,9 +120,19 @@ def test_image_folder(image_root, is_training, size):
 
 
 def test_image_folder_transform_kwargs(image_root):
-    ds = DATASETS.build(dict(type="ImageFolder", root=str(image_root), input_size=32,
-                             is_training=True, auto_augment="rand-m9-mstd0.5", re_prob=0.25,
-                             hflip=0.0, mean=(0.5,) * 3, std=(0.5,) * 3))
+    ds = DATASETS.build(
+        dict(
+            type="ImageFolder",
+            root=str(image_root),
+            input_size=32,
+            is_training=True,
+            auto_augment="rand-m9-mstd0.5",
+            re_prob=0.25,
+            hflip=0.0,
+            mean=(0.5,) * 3,
+            std=(0.5,) * 3,
+        )
+    )
     assert ds[0][0].shape == (3, 32, 32)
     assert "RandAugment" in repr(ds.transform)
     with pytest.raises(ConfigError, match="did you mean 're_prob'"):
@@ -148,5 +158,9 @@ def test_image_folder_empty_root(tmp_path):
 
 
 def test_image_folder_check_config_ok(image_root):
-    assert ImageFolder.check_config(dict(type="ImageFolder", root=str(image_root),
-                                         input_size=64, re_prob=0.1)) == []
+    assert (
+        ImageFolder.check_config(
+            dict(type="ImageFolder", root=str(image_root), input_size=64, re_prob=0.1)
+        )
+        == []
+    )

@@ -1,5 +1,6 @@
 """train.py --dry-run: builds everything, 2 train + 2 val iterations, a checkpoint saved
 and reloaded in a temporary directory, the hook tables printed; nothing in the work dir."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,10 @@ TINY = ROOT / "tests" / "data" / "tiny_cli.py"
 
 
 def snapshot(d: Path) -> dict:
-    return {str(p.relative_to(d)): (p.stat().st_mtime_ns, p.stat().st_size)
-            for p in sorted(d.rglob("*"))}
+    return {
+        str(p.relative_to(d)): (p.stat().st_mtime_ns, p.stat().st_size)
+        for p in sorted(d.rglob("*"))
+    }
 
 
 def test_dry_run_leaves_the_work_dir_alone(tmp_path):
@@ -29,10 +32,22 @@ def test_dry_run_leaves_the_work_dir_alone(tmp_path):
     cfg = tmp_path / "dry.py"  # a val workflow phase too: both val paths run
     cfg.write_text(f"_base_ = '{TINY}'\nworkflow = [('train', 1), ('val', 1)]\n")
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(cfg),
-                          "--work-dir", str(work), "--dry-run"], cwd=tmp_path, text=True,
-                         capture_output=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "--config",
+            str(cfg),
+            "--work-dir",
+            str(work),
+            "--dry-run",
+        ],
+        cwd=tmp_path,
+        text=True,
+        capture_output=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     wall = time.perf_counter() - t0
     out = res.stdout
     assert res.returncode == 0, out[-3000:] + res.stderr[-3000:]
@@ -47,8 +62,11 @@ def test_dry_run_leaves_the_work_dir_alone(tmp_path):
     assert re.search(r"Epoch\(val\) \[1\]\[2\]\taccuracy_top-1: ", out)
     assert re.search(r"Epoch\(val\) \[1\]\[2\]\tloss: ", out)
     assert "resumed from" in out
-    m = re.search(r"Dry run OK in ([\d.]+) s: .*\(manifest\.json, model\.safetensors, "
-                  r"optimizer", out)
+    m = re.search(
+        r"Dry run OK in ([\d.]+) s: .*\(manifest\.json, model\.safetensors, "
+        r"optimizer",
+        out,
+    )
     assert m, out[-2000:]
     tmp = re.search(r"all in (\S+) \(removed at the end\)", out).group(1)
     assert not os.path.exists(tmp)
@@ -74,14 +92,18 @@ def test_dry_run_fails_clearly_on_broken_val_data(tmp_path, monkeypatch, capsys)
     (tmp_path / "broken_data.py").write_text(BROKEN)
     monkeypatch.syspath_prepend(str(tmp_path))
     cfg = tmp_path / "broken.py"
-    cfg.write_text(f"_base_ = '{TINY}'\n"
-                   "custom_imports = dict(imports=['broken_data'])\n"
-                   "data = dict(val=dict(type='BrokenShapes'))\n")
+    cfg.write_text(
+        f"_base_ = '{TINY}'\n"
+        "custom_imports = dict(imports=['broken_data'])\n"
+        "data = dict(val=dict(type='BrokenShapes'))\n"
+    )
     work = tmp_path / "work"
     rc = main(["--config", str(cfg), "--work-dir", str(work), "--dry-run"])
     err = capsys.readouterr().err
     assert rc == 1
     last = err.strip().splitlines()[-1]
-    assert last.startswith("acchooks: dry run FAILED in hook EvalHook.after_train_epoch "
-                           "(train phase): OSError: image 3: truncated file"), last
+    assert last.startswith(
+        "acchooks: dry run FAILED in hook EvalHook.after_train_epoch "
+        "(train phase): OSError: image 3: truncated file"
+    ), last
     assert not work.exists()

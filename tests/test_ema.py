@@ -1,4 +1,5 @@
 """EMAHook through the public interface: tiny configs run in this process."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,9 @@ class ParamRecorder(Hook):
         self.history: list[dict[str, torch.Tensor]] = []
 
     def _record(self, runner) -> None:
-        self.history.append({n: p.detach().clone()
-                             for n, p in runner.unwrapped_model.named_parameters()})
+        self.history.append(
+            {n: p.detach().clone() for n, p in runner.unwrapped_model.named_parameters()}
+        )
 
     def before_run(self, runner) -> None:
         self._record(runner)
@@ -47,9 +49,11 @@ def expected_ema(history, momentum: float, interval: int, warm_up: int) -> dict[
 
 
 def _run(tmp_path, ema: dict, **overrides):
-    cfg = tiny_config(tmp_path, custom_hooks=[dict(type="EMAHook", **ema),
-                                              dict(type="ParamRecorder", priority="LOWEST")],
-                      **overrides)
+    cfg = tiny_config(
+        tmp_path,
+        custom_hooks=[dict(type="EMAHook", **ema), dict(type="ParamRecorder", priority="LOWEST")],
+        **overrides,
+    )
     runner = run_config(cfg)
     return runner, runner.hooks.get("EMAHook"), runner.hooks.get("ParamRecorder")
 
@@ -64,8 +68,9 @@ def _records(work_dir) -> list[dict]:
 def test_ema_equals_independent_computation(tmp_path, priority, interval):
     # the tutorial's priority='HIGH' runs before the optimizer step in after_train_iter:
     # the result must still be the average of the weights after each step
-    runner, ema, rec = _run(tmp_path, dict(momentum=0.2, interval=interval, warm_up=3,
-                                           priority=priority))
+    runner, ema, rec = _run(
+        tmp_path, dict(momentum=0.2, interval=interval, warm_up=3, priority=priority)
+    )
     assert runner.step == 8 and len(rec.history) == 9
     want = expected_ema(rec.history, 0.2, interval, 3)
     got = ema.ema_state_dict()
@@ -95,8 +100,13 @@ class BufferProbe(Hook):
 def test_ema_buffers_are_the_models_whenever_read_mid_epoch(tmp_path):
     # the buffers are copied when the EMA is read, not per update: a read in the middle of
     # an epoch (an iteration checkpoint, export) must see the BatchNorm statistics of now
-    cfg = tiny_config(tmp_path, custom_hooks=[dict(type="EMAHook", momentum=0.2, interval=1),
-                                              dict(type="BufferProbe", priority="LOWEST")])
+    cfg = tiny_config(
+        tmp_path,
+        custom_hooks=[
+            dict(type="EMAHook", momentum=0.2, interval=1),
+            dict(type="BufferProbe", priority="LOWEST"),
+        ],
+    )
     probe = run_config(cfg).hooks.get("BufferProbe")
     assert len(probe.pairs) == 2
     for ema, model in probe.pairs:
@@ -116,8 +126,11 @@ def test_decay_is_one_minus_momentum_and_update_is_after_step(tmp_path):
 
 
 def test_tutorial_config_works_as_written(tmp_path):
-    cfg = tiny_config(tmp_path, custom_hooks=[dict(type="EMAHook", interval=100, priority="HIGH")],
-                      evaluation=dict(interval=1, metric="accuracy"))
+    cfg = tiny_config(
+        tmp_path,
+        custom_hooks=[dict(type="EMAHook", interval=100, priority="HIGH")],
+        evaluation=dict(interval=1, metric="accuracy"),
+    )
     runner = run_config(cfg)
     ema = runner.hooks.get("EMAHook")
     assert ema.updates == 1  # step index 0 only, of 8
@@ -127,8 +140,11 @@ def test_tutorial_config_works_as_written(tmp_path):
 
 
 def test_evaluation_uses_ema_weights_and_export_loads_into_timm(tmp_path):
-    runner, ema, rec = _run(tmp_path, dict(momentum=0.5, warm_up=0),
-                            evaluation=dict(interval=1, metric="accuracy", save_best="auto"))
+    runner, ema, rec = _run(
+        tmp_path,
+        dict(momentum=0.5, warm_up=0),
+        evaluation=dict(interval=1, metric="accuracy", save_best="auto"),
+    )
     # the trained weights are back in the model after evaluation
     for n, p in runner.unwrapped_model.named_parameters():
         assert torch.equal(p, rec.history[-1][n]), n
@@ -140,7 +156,8 @@ def test_evaluation_uses_ema_weights_and_export_loads_into_timm(tmp_path):
     # the best checkpoint holds the weights that were evaluated: the EMA ones
     (best,) = tmp_path.glob("best_accuracy_top-1_epoch_*")
     assert _accuracy(str(best / "model.safetensors"), val) == pytest.approx(
-        max(r["accuracy_top-1"] for r in vals))
+        max(r["accuracy_top-1"] for r in vals)
+    )
     assert "Evaluating with EMA weights" in next(tmp_path.glob("*.log")).read_text()
 
 
@@ -158,8 +175,13 @@ def _accuracy(weights: str, dataset) -> float:
 def test_state_round_trip_through_checkpoint(tmp_path):
     runner, ema, _ = _run(tmp_path / "a", dict(momentum=0.3, warm_up=2))
     path = runner.save_checkpoint("saved")
-    again = run_config(tiny_config(tmp_path / "b", resume_from=path,
-                                   custom_hooks=[dict(type="EMAHook", momentum=0.3, warm_up=2)]))
+    again = run_config(
+        tiny_config(
+            tmp_path / "b",
+            resume_from=path,
+            custom_hooks=[dict(type="EMAHook", momentum=0.3, warm_up=2)],
+        )
+    )
     restored = again.hooks.get("EMAHook")
     assert again.epoch == 2 and restored.updates == ema.updates == 8
     assert restored.seen_step == ema.seen_step == 8
@@ -169,10 +191,14 @@ def test_state_round_trip_through_checkpoint(tmp_path):
 
 def test_resume_continues_the_average(tmp_path):
     hooks = [dict(type="EMAHook", momentum=0.3, warm_up=2, priority="HIGH")]
-    full = run_config(tiny_config(tmp_path / "full", custom_hooks=hooks,
-                                  checkpoint_config=dict(interval=1)))
-    resumed = run_config(tiny_config(tmp_path / "resumed", custom_hooks=hooks,
-                                     resume_from=str(tmp_path / "full" / "epoch_1")))
+    full = run_config(
+        tiny_config(tmp_path / "full", custom_hooks=hooks, checkpoint_config=dict(interval=1))
+    )
+    resumed = run_config(
+        tiny_config(
+            tmp_path / "resumed", custom_hooks=hooks, resume_from=str(tmp_path / "full" / "epoch_1")
+        )
+    )
     a, b = full.hooks.get("EMAHook"), resumed.hooks.get("EMAHook")
     assert a.updates == b.updates == 8
     for k, v in a.ema_state_dict().items():
@@ -182,25 +208,31 @@ def test_resume_continues_the_average(tmp_path):
 def test_resume_from_argument_initialises_the_ema(tmp_path):
     first, ema, _ = _run(tmp_path / "a", dict(momentum=0.3))
     path = first.save_checkpoint("saved")
-    cfg = tiny_config(tmp_path / "b", runner=dict(max_epochs=1),
-                      optimizer=dict(lr=0.0),  # weights stay put: the EMA too
-                      custom_hooks=[dict(type="EMAHook", momentum=0.3, resume_from=path)])
+    cfg = tiny_config(
+        tmp_path / "b",
+        runner=dict(max_epochs=1),
+        optimizer=dict(lr=0.0),  # weights stay put: the EMA too
+        custom_hooks=[dict(type="EMAHook", momentum=0.3, resume_from=path)],
+    )
     again = run_config(cfg).hooks.get("EMAHook")
     assert again.updates == ema.updates + 4
 
 
 def test_gradient_accumulation_counts_optimizer_steps(tmp_path):
     # (mixed precision and DDP: tests/test_misc_hooks.py::test_sync_buffers_two_processes)
-    runner, ema, _ = _run(tmp_path, dict(momentum=0.1),
-                          accelerator=dict(gradient_accumulation_steps=2))
+    runner, ema, _ = _run(
+        tmp_path, dict(momentum=0.1), accelerator=dict(gradient_accumulation_steps=2)
+    )
     assert runner.step == 4 and ema.updates == 4  # optimizer steps, not micro-steps
 
 
 def test_arguments_are_checked(tmp_path):
     cfg = tiny_config(tmp_path, custom_hooks=[dict(type="EMAHook", mometum=0.1)])
     problems, _ = check_config(cfg)
-    assert any("custom_hooks[0] (EMAHook): unexpected argument 'mometum'; did you mean "
-               "'momentum'?" in p for p in problems), problems
+    assert any(
+        "custom_hooks[0] (EMAHook): unexpected argument 'mometum'; did you mean 'momentum'?" in p
+        for p in problems
+    ), problems
     for bad in (dict(momentum=1.5), dict(momentum=0.1, decay=0.9), dict(interval=0)):
         with pytest.raises(ConfigError, match="EMAHook"):
             HOOKS.build(dict(type="EMAHook", **bad))

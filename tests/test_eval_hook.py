@@ -1,4 +1,5 @@
 """Metrics (mmcls semantics), EvalHook's best-checkpoint rule, and 2-process evaluation."""
+
 from __future__ import annotations
 
 import json
@@ -19,13 +20,19 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 BIN = Path(sys.executable).parent
 
-SCORES = torch.tensor([[.7, .2, .1], [.1, .8, .1], [.4, .5, .1], [.2, .2, .6], [.9, .05, .05]])
+SCORES = torch.tensor(
+    [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.4, 0.5, 0.1], [0.2, 0.2, 0.6], [0.9, 0.05, 0.05]]
+)
 TARGETS = torch.tensor([0, 1, 0, 2, 1])
 
 
 def test_precision_recall_f1_support_macro():
-    got = evaluate(SCORES, TARGETS, ["accuracy", "precision", "recall", "f1_score", "support"],
-                   {"topk": (1, 2)})
+    got = evaluate(
+        SCORES,
+        TARGETS,
+        ["accuracy", "precision", "recall", "f1_score", "support"],
+        {"topk": (1, 2)},
+    )
     # predictions 0, 1, 1, 2, 0: per class precision 1/2, 1/2, 1; recall 1/2, 1/2, 1
     assert got["accuracy_top-1"] == pytest.approx(60.0)
     assert got["accuracy_top-2"] == pytest.approx(100.0)
@@ -36,8 +43,12 @@ def test_precision_recall_f1_support_macro():
 
 
 def test_average_mode_none_and_threshold_tuple():
-    got = evaluate(SCORES, TARGETS, ["precision", "recall", "support"],
-                   {"average_mode": "none", "thrs": (0.0, 0.6)})
+    got = evaluate(
+        SCORES,
+        TARGETS,
+        ["precision", "recall", "support"],
+        {"average_mode": "none", "thrs": (0.0, 0.6)},
+    )
     # at 0.6 the predictions scored .5 and .6 become "no class"
     assert [got[f"precision_class-{c}_thr_0.00"] for c in range(3)] == [50.0, 50.0, 100.0]
     assert [got[f"precision_class-{c}_thr_0.60"] for c in range(3)] == [50.0, 100.0, 0.0]
@@ -49,16 +60,26 @@ def test_average_mode_none_and_threshold_tuple():
 
 def test_bad_metric_options_are_config_errors():
     with pytest.raises(ConfigError, match="average_mode: expected one of 'macro', 'none'"):
-        HOOKS.build(dict(type="EvalHook", metric="precision", metric_options={"average_mode": "micro"}))
+        HOOKS.build(
+            dict(type="EvalHook", metric="precision", metric_options={"average_mode": "micro"})
+        )
     with pytest.raises(ConfigError, match="did you mean 'f1_score'"):
         HOOKS.build(dict(type="EvalHook", metric="f1_scor"))
 
 
-@pytest.mark.parametrize("key,rule", [
-    ("accuracy_top-1", "greater"), ("precision", "greater"), ("recall", "greater"),
-    ("f1_score", "greater"), ("accuracy_top-1_thr_0.50", "greater"), ("loss", "less"),
-    ("val_loss", "less"), ("support", None),
-])
+@pytest.mark.parametrize(
+    "key,rule",
+    [
+        ("accuracy_top-1", "greater"),
+        ("precision", "greater"),
+        ("recall", "greater"),
+        ("f1_score", "greater"),
+        ("accuracy_top-1_thr_0.50", "greater"),
+        ("loss", "less"),
+        ("val_loss", "less"),
+        ("support", None),
+    ],
+)
 def test_rule_inferred_as_mmcv(key, rule):
     assert infer_rule(key) == rule
 
@@ -86,25 +107,53 @@ def _val_metrics(tmp_path: Path, name: str, launcher: tuple[str, ...]) -> dict:
     cfg.write_text(METRICS_CFG)
     work = tmp_path / name
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(DATA)])}
-    res = subprocess.run([*launcher, str(ROOT / "train.py"), "--config", str(cfg),
-                          "--work-dir", str(work)], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [*launcher, str(ROOT / "train.py"), "--config", str(cfg), "--work-dir", str(work)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     (log,) = work.glob("*.log.json")
     (val,) = [r for r in map(json.loads, log.read_text().splitlines()) if r.get("mode") == "val"]
-    return {k: v for k, v in val.items() if k.split("_")[0] in
-            ("accuracy", "precision", "recall", "f1", "support")}
+    return {
+        k: v
+        for k, v in val.items()
+        if k.split("_")[0] in ("accuracy", "precision", "recall", "f1", "support")
+    }
 
 
 def test_two_processes_give_the_metrics_of_one(tmp_path):
     one = _val_metrics(tmp_path, "one", (sys.executable,))
-    two = _val_metrics(tmp_path, "two", (str(BIN / "accelerate"), "launch", "--multi_gpu",
-                                         "--num_processes", "2", "--num_machines", "1",
-                                         "--mixed_precision", "no", "--dynamo_backend", "no"))
+    two = _val_metrics(
+        tmp_path,
+        "two",
+        (
+            str(BIN / "accelerate"),
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+        ),
+    )
     # 21 samples over 2 processes x 4 per batch: the sampler pads, the gather drops it
     assert one["support"] == two["support"] == 21.0
-    assert set(one) == {"accuracy_top-1", "accuracy_top-2", "precision", "recall", "f1_score",
-                        "support"}
+    assert set(one) == {
+        "accuracy_top-1",
+        "accuracy_top-2",
+        "precision",
+        "recall",
+        "f1_score",
+        "support",
+    }
     assert one == two
 
 
@@ -114,10 +163,15 @@ def test_iteration_based_evaluation_is_plotted_at_its_train_iteration(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from acchooks.testing import run_config, tiny_config
-    cfg = tiny_config(tmp_path, runner=dict(_delete_=True, type="IterBasedRunner", max_iters=4),
-                      evaluation=dict(interval=2, by_epoch=False),
-                      log_config=dict(interval=1, hooks=[dict(type="TextLoggerHook"),
-                                                         dict(type="TensorboardLoggerHook")]))
+
+    cfg = tiny_config(
+        tmp_path,
+        runner=dict(_delete_=True, type="IterBasedRunner", max_iters=4),
+        evaluation=dict(interval=2, by_epoch=False),
+        log_config=dict(
+            interval=1, hooks=[dict(type="TextLoggerHook"), dict(type="TensorboardLoggerHook")]
+        ),
+    )
     run_config(cfg)
     acc = EventAccumulator(str(tmp_path / "tf_logs"))
     acc.Reload()

@@ -1,5 +1,6 @@
 """WandbLoggerHook (offline run files) and MlflowLoggerHook (a local file store): what
 they log equals the TextLoggerHook's JSON log of the same run; the packages are optional."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -28,18 +29,27 @@ mlflow = pytest.importorskip("mlflow")
 # an epoch-based run (2 epochs of 4 iterations, a val phase after each) and an iteration-
 # based one (8 iterations: evaluation after iterations 3 and 6, a val phase after 3, 6, 8)
 RUNNERS = {
-    "epochs": dict(workflow=[("train", 1), ("val", 1)], checkpoint_config=dict(interval=1),
-                   evaluation=dict(interval=1, metric="accuracy", metric_options={"topk": (1, 2)})),
-    "iters": dict(runner=dict(_delete_=True, type="IterBasedRunner", max_iters=8),
-                  workflow=[("train", 3), ("val", 1)],
-                  checkpoint_config=dict(interval=4, by_epoch=False),
-                  evaluation=dict(interval=3, by_epoch=False, metric="accuracy")),
+    "epochs": dict(
+        workflow=[("train", 1), ("val", 1)],
+        checkpoint_config=dict(interval=1),
+        evaluation=dict(interval=1, metric="accuracy", metric_options={"topk": (1, 2)}),
+    ),
+    "iters": dict(
+        runner=dict(_delete_=True, type="IterBasedRunner", max_iters=8),
+        workflow=[("train", 3), ("val", 1)],
+        checkpoint_config=dict(interval=4, by_epoch=False),
+        evaluation=dict(interval=3, by_epoch=False, metric="accuracy"),
+    ),
 }
 
 
 def config(work, *hooks, runner="epochs", **overrides):
-    return tiny_config(work, **RUNNERS[runner], **overrides,
-                       log_config=dict(interval=1, hooks=[dict(type="TextLoggerHook"), *hooks]))
+    return tiny_config(
+        work,
+        **RUNNERS[runner],
+        **overrides,
+        log_config=dict(interval=1, hooks=[dict(type="TextLoggerHook"), *hooks]),
+    )
 
 
 def expected_rows(work: Path, runner: str) -> dict[int, dict[str, float]]:
@@ -52,9 +62,16 @@ def expected_rows(work: Path, runner: str) -> dict[int, dict[str, float]]:
         if not by_epoch:  # an evaluation's iter is the train iteration it follows
             step = rec["iter"]
         else:
-            step = (rec["epoch"] - 1) * ITERS + rec["iter"] if mode == "train" else rec["epoch"] * ITERS
-        tags = {f"{mode}/{k}": v for k, v in rec.items()
-                if k not in ("mode", "epoch", "iter", "step", "lr", "momentum", "time", "data_time")}
+            step = (
+                (rec["epoch"] - 1) * ITERS + rec["iter"]
+                if mode == "train"
+                else rec["epoch"] * ITERS
+            )
+        tags = {
+            f"{mode}/{k}": v
+            for k, v in rec.items()
+            if k not in ("mode", "epoch", "iter", "step", "lr", "momentum", "time", "data_time")
+        }
         if mode == "train":
             tags.update(learning_rate=rec["lr"], momentum=rec["momentum"])
         row = rows.setdefault(step, {})
@@ -75,11 +92,11 @@ def wandb_records(run_dir: Path):
     pos, buf = 7, b""
     while pos + 7 <= len(data):
         left = block - pos % block
-        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
         if left < 7 or (kind == 0 and length == 0):  # block trailer / padding
             pos += left
             continue
-        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
         buf = chunk if kind in (1, 2) else buf + chunk  # FULL, FIRST / MIDDLE, LAST
         if kind in (1, 4):
             rec = pb.Record()
@@ -89,8 +106,13 @@ def wandb_records(run_dir: Path):
 
 @pytest.fixture
 def wandb_env(monkeypatch):
-    for k, v in dict(WANDB_MODE="offline", WANDB_SILENT="true", WANDB_CONSOLE="off",
-                     WANDB_DISABLE_GIT="true", WANDB_DISABLE_CODE="true").items():
+    for k, v in dict(
+        WANDB_MODE="offline",
+        WANDB_SILENT="true",
+        WANDB_CONSOLE="off",
+        WANDB_DISABLE_GIT="true",
+        WANDB_DISABLE_CODE="true",
+    ).items():
         monkeypatch.setenv(k, v)
 
 
@@ -98,9 +120,17 @@ def wandb_env(monkeypatch):
 def test_wandb_history_equals_json_log(tmp_path, wandb_env, runner):
     work = tmp_path / "work"
     # W&B's own files inside the work dir (init's dir: WANDB_DIR is read once per process)
-    run_config(config(work, dict(type="WandbLoggerHook",
-                                 init_kwargs=dict(project="acchooks", dir=str(work)),
-                                 define_metric_cfg={"val/accuracy_top-1": "max"}), runner=runner))
+    run_config(
+        config(
+            work,
+            dict(
+                type="WandbLoggerHook",
+                init_kwargs=dict(project="acchooks", dir=str(work)),
+                define_metric_cfg={"val/accuracy_top-1": "max"},
+            ),
+            runner=runner,
+        )
+    )
     wandb.teardown()  # offline, W&B's service may still be writing the run file after finish
     (run_dir,) = (work / "wandb").glob("offline-run-*")
     history, metrics, artifacts, run_config_json, kinds = {}, {}, [], None, set()
@@ -108,8 +138,10 @@ def test_wandb_history_equals_json_log(tmp_path, wandb_env, runner):
         kind = rec.WhichOneof("record_type")
         kinds.add(kind)
         if kind == "history":
-            row = {(i.key or "/".join(i.nested_key)): json.loads(i.value_json)
-                   for i in rec.history.item}
+            row = {
+                (i.key or "/".join(i.nested_key)): json.loads(i.value_json)
+                for i in rec.history.item
+            }
             assert row["_step"] not in history  # one row per iteration
             history[row["_step"]] = {k: v for k, v in row.items() if not k.startswith("_")}
         elif kind == "metric":
@@ -123,32 +155,41 @@ def test_wandb_history_equals_json_log(tmp_path, wandb_env, runner):
     assert sorted(expected) == list(range(1, 2 * ITERS + 1))
     assert history == expected  # every value, exactly, at the train iteration
     both = ITERS if runner == "epochs" else 3  # a train log, an evaluation and a val phase
-    assert {"train/loss", "learning_rate", "momentum", "val/loss",
-            "val/accuracy_top-1"} <= set(history[both])
+    assert {"train/loss", "learning_rate", "momentum", "val/loss", "val/accuracy_top-1"} <= set(
+        history[both]
+    )
     assert metrics["val/accuracy_top-1"].max
     assert run_config_json["optimizer"] == {"type": "SGD", "lr": 0.01, "momentum": 0.9}
     (art,) = artifacts
     assert (art.name, art.type) == ("artifacts", "model")
     files = sorted(e.path for e in art.manifest.contents)
     (json_log,) = work.glob("*.log.json")
-    assert files == sorted([json_log.name, json_log.name[:-len(".json")]])  # not wandb/...
+    assert files == sorted([json_log.name, json_log.name[: -len(".json")]])  # not wandb/...
 
 
 def _run_id(run_dir: Path) -> str:
-    return next(rec.run.run_id for rec in wandb_records(run_dir)
-                if rec.WhichOneof("record_type") == "run")
+    return next(
+        rec.run.run_id for rec in wandb_records(run_dir) if rec.WhichOneof("record_type") == "run"
+    )
 
 
 def _history_steps(run_dir: Path) -> list[int]:
-    return [rec.history.step.num for rec in wandb_records(run_dir)
-            if rec.WhichOneof("record_type") == "history"]
+    return [
+        rec.history.step.num
+        for rec in wandb_records(run_dir)
+        if rec.WhichOneof("record_type") == "history"
+    ]
 
 
 def test_wandb_preempted_run_is_marked_and_the_resume_continues_it(tmp_path, wandb_env):
     from acchooks.runner.preemption import Preempted
+
     work = tmp_path / "work"
-    hook = dict(type="WandbLoggerHook", init_kwargs=dict(project="acchooks", dir=str(work)),
-                log_artifact=False)
+    hook = dict(
+        type="WandbLoggerHook",
+        init_kwargs=dict(project="acchooks", dir=str(work)),
+        log_artifact=False,
+    )
     with pytest.raises(Preempted):
         run_config(config(work, hook, custom_hooks=[dict(type="SigtermAtIteration3")]))
     wandb.teardown()
@@ -175,8 +216,18 @@ def mlflow_store(tmp_path, monkeypatch):
 @pytest.mark.parametrize("runner", RUNNERS)
 def test_mlflow_metrics_params_and_weights(tmp_path, mlflow_store, runner):
     client, work = mlflow_store, tmp_path / "work"
-    run_config(config(work, dict(type="MlflowLoggerHook", exp_name="tiny", tags=dict(team="a"),
-                                 params=dict(note="baseline")), runner=runner))
+    run_config(
+        config(
+            work,
+            dict(
+                type="MlflowLoggerHook",
+                exp_name="tiny",
+                tags=dict(team="a"),
+                params=dict(note="baseline"),
+            ),
+            runner=runner,
+        )
+    )
     (run,) = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
     assert run.info.status == "FINISHED"
     expected = expected_rows(work, runner)
@@ -192,8 +243,9 @@ def test_mlflow_metrics_params_and_weights(tmp_path, mlflow_store, runner):
     local = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "dl")))
     final = work / ("epoch_2" if runner == "epochs" else "iter_8")
     assert (work / "latest").read_text().strip() == final.name
-    assert (local / "models" / "model.safetensors").read_bytes() == \
-        (final / "model.safetensors").read_bytes()
+    assert (local / "models" / "model.safetensors").read_bytes() == (
+        final / "model.safetensors"
+    ).read_bytes()
     assert "optimizer = " in (local / "config.py").read_text()
 
 
@@ -204,11 +256,13 @@ class SigtermAtIteration3(Hook):
     def after_train_iter(self, runner) -> None:
         if runner.iter == 2:
             import signal
+
             os.kill(os.getpid(), signal.SIGTERM)
 
 
 def test_mlflow_preempted_run_is_killed_and_the_resume_continues_it(tmp_path, mlflow_store):
     from acchooks.runner.preemption import Preempted
+
     client, work = mlflow_store, tmp_path / "work"
     hook = dict(type="MlflowLoggerHook", exp_name="tiny", log_model=False)
     with pytest.raises(Preempted):
@@ -222,7 +276,7 @@ def test_mlflow_preempted_run_is_killed_and_the_resume_continues_it(tmp_path, ml
     (resumed,) = client.search_runs([exp])  # the same run, continued
     assert resumed.info.run_id == run.info.run_id and resumed.info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
-    assert steps == sorted(set(steps)) and steps[:len(before)] == before and max(steps) == 8
+    assert steps == sorted(set(steps)) and steps[: len(before)] == before and max(steps) == 8
 
 
 def test_mlflow_store_that_cannot_open_says_what_to_do(tmp_path, monkeypatch):
@@ -230,39 +284,57 @@ def test_mlflow_store_that_cannot_open_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     if importlib.util.find_spec("sqlalchemy") or not mlflow.get_tracking_uri().startswith("sqlite"):
         pytest.skip("MLflow's default store opens here (full mlflow, or mlflow < 3)")
-    with pytest.raises(RuntimeError, match=r"(?s)cannot open the MLflow tracking store 'sqlite:.*"
-                                           r"Set MLFLOW_TRACKING_URI"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"(?s)cannot open the MLflow tracking store 'sqlite:.*"
+        r"Set MLFLOW_TRACKING_URI",
+    ):
         run_config(config(tmp_path / "work", dict(type="MlflowLoggerHook")))
 
 
 # ------------------------------------------------------------------------ checking
-@pytest.mark.parametrize("hook, package", [("WandbLoggerHook", "wandb"),
-                                           ("MlflowLoggerHook", "mlflow")])
+@pytest.mark.parametrize(
+    "hook, package", [("WandbLoggerHook", "wandb"), ("MlflowLoggerHook", "mlflow")]
+)
 def test_missing_package_is_one_config_error(tmp_path, monkeypatch, hook, package):
     monkeypatch.setitem(sys.modules, package, None)  # as if not installed
     work = tmp_path / "work"
     with pytest.raises(ConfigError) as e:
         run_config(config(work, dict(type=hook)))
-    msg = (f"log_config.hooks[1] ({hook}): needs the '{package}' package: "
-           f"pip install 'acchooks[{package}]'")
+    msg = (
+        f"log_config.hooks[1] ({hook}): needs the '{package}' package: "
+        f"pip install 'acchooks[{package}]'"
+    )
     assert str(e.value).count(msg) == 1 and str(e.value).count("needs the") == 1
     assert not work.exists()  # before anything was built
 
 
 def test_missing_package_from_the_command_line(tmp_path):
     cfg = tmp_path / "cfg.py"
-    cfg.write_text(f"_base_ = '{ROOT / 'tests' / 'data' / 'tiny_cli.py'}'\n"
-                   "log_config = dict(interval=1, hooks=[dict(type='WandbLoggerHook'), "
-                   "dict(type='MlflowLoggerHook')])\n")
-    code = ("import runpy, sys\nsys.modules['wandb'] = None  # as if not installed\n"
-            f"sys.argv = ['train.py', '--config', {str(cfg)!r}, '--work-dir', 'w']\n"
-            f"try:\n    runpy.run_path({str(ROOT / 'train.py')!r}, run_name='__main__')\n"
-            "finally:\n    print('mlflow imported:', 'mlflow' in sys.modules)\n")
-    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    cfg.write_text(
+        f"_base_ = '{ROOT / 'tests' / 'data' / 'tiny_cli.py'}'\n"
+        "log_config = dict(interval=1, hooks=[dict(type='WandbLoggerHook'), "
+        "dict(type='MlflowLoggerHook')])\n"
+    )
+    code = (
+        "import runpy, sys\nsys.modules['wandb'] = None  # as if not installed\n"
+        f"sys.argv = ['train.py', '--config', {str(cfg)!r}, '--work-dir', 'w']\n"
+        f"try:\n    runpy.run_path({str(ROOT / 'train.py')!r}, run_name='__main__')\n"
+        "finally:\n    print('mlflow imported:', 'mlflow' in sys.modules)\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert res.returncode == 2, res.stderr[-2000:]
-    assert ("log_config.hooks[0] (WandbLoggerHook): needs the 'wandb' package: "
-            "pip install 'acchooks[wandb]'") in res.stderr
+    assert (
+        "log_config.hooks[0] (WandbLoggerHook): needs the 'wandb' package: "
+        "pip install 'acchooks[wandb]'"
+    ) in res.stderr
     assert res.stderr.count("needs the") == 1
     assert not (tmp_path / "w").exists()
     # acchooks and the config check never import the packages themselves: a run does
@@ -270,16 +342,37 @@ def test_missing_package_from_the_command_line(tmp_path):
 
 
 def test_misspelled_arguments_are_config_errors(tmp_path):
-    cfg = config(tmp_path, dict(type="WandbLoggerHook", init_kwarg=dict(project="p"),
-                                define_metric_cfg={"val/loss": "minimum"}),
-                 dict(type="MlflowLoggerHook", exp_nam="x"))
+    cfg = config(
+        tmp_path,
+        dict(
+            type="WandbLoggerHook",
+            init_kwarg=dict(project="p"),
+            define_metric_cfg={"val/loss": "minimum"},
+        ),
+        dict(type="MlflowLoggerHook", exp_nam="x"),
+    )
     problems, _ = check_config(cfg)
-    assert any(p.startswith("log_config.hooks[1] (WandbLoggerHook): unexpected argument "
-                            "'init_kwarg'; did you mean 'init_kwargs'?") for p in problems)
-    assert any(p.startswith("log_config.hooks[1] (WandbLoggerHook): define_metric_cfg['val/loss']:"
-                            " summary 'minimum' is not one of min, max") for p in problems)
-    assert any(p.startswith("log_config.hooks[2] (MlflowLoggerHook): unexpected argument "
-                            "'exp_nam'; did you mean 'exp_name'?") for p in problems)
+    assert any(
+        p.startswith(
+            "log_config.hooks[1] (WandbLoggerHook): unexpected argument "
+            "'init_kwarg'; did you mean 'init_kwargs'?"
+        )
+        for p in problems
+    )
+    assert any(
+        p.startswith(
+            "log_config.hooks[1] (WandbLoggerHook): define_metric_cfg['val/loss']:"
+            " summary 'minimum' is not one of min, max"
+        )
+        for p in problems
+    )
+    assert any(
+        p.startswith(
+            "log_config.hooks[2] (MlflowLoggerHook): unexpected argument "
+            "'exp_nam'; did you mean 'exp_name'?"
+        )
+        for p in problems
+    )
     assert len(problems) == 3, problems
 
 
@@ -287,19 +380,48 @@ def test_misspelled_arguments_are_config_errors(tmp_path):
 @pytest.mark.slow
 def test_two_processes_log_once(tmp_path, monkeypatch):
     cfg = tmp_path / "cfg.py"
-    cfg.write_text(f"_base_ = '{ROOT / 'tests' / 'data' / 'tiny_cli.py'}'\n"
-                   "log_config = dict(interval=1, hooks=[dict(type='TextLoggerHook'), "
-                   "dict(type='WandbLoggerHook', log_artifact=False), "
-                   "dict(type='MlflowLoggerHook', exp_name='two', log_model=False)])\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline", "WANDB_SILENT": "true",
-           "WANDB_CONSOLE": "off", "WANDB_DIR": str(tmp_path),
-           "MLFLOW_TRACKING_URI": (tmp_path / "mlruns").as_uri(), "MLFLOW_ALLOW_FILE_STORE": "true"}
+    cfg.write_text(
+        f"_base_ = '{ROOT / 'tests' / 'data' / 'tiny_cli.py'}'\n"
+        "log_config = dict(interval=1, hooks=[dict(type='TextLoggerHook'), "
+        "dict(type='WandbLoggerHook', log_artifact=False), "
+        "dict(type='MlflowLoggerHook', exp_name='two', log_model=False)])\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_CONSOLE": "off",
+        "WANDB_DIR": str(tmp_path),
+        "MLFLOW_TRACKING_URI": (tmp_path / "mlruns").as_uri(),
+        "MLFLOW_ALLOW_FILE_STORE": "true",
+    }
     accelerate = Path(sys.executable).parent / "accelerate"
-    res = subprocess.run([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2",
-                          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend",
-                          "no", str(ROOT / "train.py"), "--config", str(cfg), "--work-dir",
-                          str(tmp_path / "w")], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=300)
+    res = subprocess.run(
+        [
+            str(accelerate),
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            str(ROOT / "train.py"),
+            "--config",
+            str(cfg),
+            "--work-dir",
+            str(tmp_path / "w"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
     monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
@@ -307,4 +429,9 @@ def test_two_processes_log_once(tmp_path, monkeypatch):
     client = mlflow.MlflowClient()
     (run,) = client.search_runs([client.get_experiment_by_name("two").experiment_id])
     # 64 samples / (16 per process x 2) = 2 iterations per epoch, 2 epochs
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2, 3, 4]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [
+        1,
+        2,
+        3,
+        4,
+    ]

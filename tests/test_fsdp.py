@@ -16,6 +16,7 @@ for CPU processes the way Accelerate does on GPUs, so these run on any machine:
 All are ``slow`` (each process start costs ~15 s on a 2-core machine). The GPU version is
 tests/gpu/check_fsdp.sh.
 """
+
 import copy
 import json
 import os
@@ -40,11 +41,17 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY = ROOT / "tests" / "data" / "tiny_cli.py"
 
+
 # --- the torchrun worker ---------------------------------------------------------------
 def make():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Sequential(nn.Linear(32, 32), nn.BatchNorm1d(32)),
-                         nn.ReLU(), nn.Linear(32, 3))
+    return nn.Sequential(
+        nn.Linear(6, 32),
+        nn.ReLU(),
+        nn.Sequential(nn.Linear(32, 32), nn.BatchNorm1d(32)),
+        nn.ReLU(),
+        nn.Linear(32, 3),
+    )
 
 
 def optim(model):
@@ -60,9 +67,11 @@ def optim(model):
 def shard(model, version):
     if version == 2:
         from torch.distributed.fsdp import fully_shard
+
         fully_shard(model[2])
         return fully_shard(model)
     from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
     model[2] = FSDP(model[2], device_id=torch.device("cpu"), use_orig_params=True)
     return FSDP(model, device_id=torch.device("cpu"), use_orig_params=True)
 
@@ -90,19 +99,29 @@ def worker(version):
         step(sharded, sopt, lx, ly)
 
     with full_shapes(sharded) as shapes:
-        assert {k: tuple(v.shape) for k, v in shapes.items()} == \
-            {k: tuple(v.shape) for k, v in plain.state_dict().items()}, shapes.keys()
+        assert {k: tuple(v.shape) for k, v in shapes.items()} == {
+            k: tuple(v.shape) for k, v in plain.state_dict().items()
+        }, shapes.keys()
         for g, pg in zip(sopt.param_groups, popt.param_groups, strict=True):
             assert [tuple(p.shape) for p in g["params"]] == [tuple(p.shape) for p in pg["params"]]
 
     full = full_optimizer_state(sharded, sopt)
     ref = popt.state_dict()
     if rank == 0:
-        assert full["param_groups"] == ref["param_groups"], (full["param_groups"], ref["param_groups"])
+        assert full["param_groups"] == ref["param_groups"], (
+            full["param_groups"],
+            ref["param_groups"],
+        )
         assert full["state"].keys() == ref["state"].keys()
         for pid, st in ref["state"].items():
             for k, v in st.items():
-                torch.testing.assert_close(full["state"][pid][k], v, rtol=1e-5, atol=1e-6, msg=lambda m, pid=pid, k=k: f"state[{pid}].{k}: {m}")
+                torch.testing.assert_close(
+                    full["state"][pid][k],
+                    v,
+                    rtol=1e-5,
+                    atol=1e-6,
+                    msg=lambda m, pid=pid, k=k: f"state[{pid}].{k}: {m}",
+                )
     else:
         assert full is None
 
@@ -122,8 +141,12 @@ def worker(version):
     else:
         from torch.distributed.fsdp import FullStateDictConfig, StateDictType
         from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-        with FSDP.state_dict_type(resumed, StateDictType.FULL_STATE_DICT,
-                                  FullStateDictConfig(offload_to_cpu=True, rank0_only=False)):
+
+        with FSDP.state_dict_type(
+            resumed,
+            StateDictType.FULL_STATE_DICT,
+            FullStateDictConfig(offload_to_cpu=True, rank0_only=False),
+        ):
             got = resumed.state_dict()
     for k, v in plain.state_dict().items():
         torch.testing.assert_close(got[k], v, rtol=1e-5, atol=1e-6, msg=lambda m, k=k: f"{k}: {m}")
@@ -136,33 +159,58 @@ def worker(version):
 
 
 def _env():
-    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
-            "OMP_WAIT_POLICY": "PASSIVE"}
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OMP_NUM_THREADS": "1",
+        "OMP_WAIT_POLICY": "PASSIVE",
+    }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("version", [1, 2])
 def test_full_state_roundtrip(version):
-    out = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2",
-                          __file__, str(version)], env=_env(), capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run(
+        [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", __file__, str(version)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0 and "OK" in out.stdout, (out.stdout + out.stderr)[-4000:]
 
 
 # --- train.py under accelerate launch --------------------------------------------------
 
+
 def _free_port() -> int:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 def _launch(yaml, work, epochs, resume=False):
-    cmd = [str(BIN / "accelerate"), "launch", "--config_file", str(ROOT / "launch" / yaml),
-           "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(_free_port()),
-           str(ROOT / "train.py"), "--config", str(TINY), "--work-dir", str(work),
-           "--cfg-options", f"runner.max_epochs={epochs}"]
+    cmd = [
+        str(BIN / "accelerate"),
+        "launch",
+        "--config_file",
+        str(ROOT / "launch" / yaml),
+        "--num_processes",
+        "2",
+        "--mixed_precision",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        str(ROOT / "train.py"),
+        "--config",
+        str(TINY),
+        "--work-dir",
+        str(work),
+        "--cfg-options",
+        f"runner.max_epochs={epochs}",
+    ]
     if resume:
         cmd += ["--resume", "auto"]
     out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=400)
@@ -172,6 +220,7 @@ def _launch(yaml, work, epochs, resume=False):
 
 def _load(ckpt: Path, name: str):
     from safetensors.torch import load_file
+
     return load_file(str(ckpt / f"{name}.safetensors"))
 
 
@@ -196,12 +245,16 @@ def test_train_save_resume(yaml, tmp_path):
         a, b = _load(straight / "epoch_2", name), _load(resumed / "epoch_2", name)
         assert a.keys() == b.keys()
         for k in a:
-            torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=lambda m, k=k, name=name: f"{name} {k}: {m}")
+            torch.testing.assert_close(
+                a[k], b[k], rtol=1e-5, atol=1e-6, msg=lambda m, k=k, name=name: f"{name} {k}: {m}"
+            )
     for ckpt in (resumed / "epoch_1", resumed / "epoch_2"):
         model.load_state_dict(_load(ckpt, "model"))  # strict: every key, full shapes
         opt = _load(ckpt, "optimizer")
         # SGD momentum, numbered as the unsharded optimizer numbers its parameters
-        assert [tuple(opt[f"state.{i}.momentum_buffer"].shape) for i in range(len(params))] == params
+        assert [
+            tuple(opt[f"state.{i}.momentum_buffer"].shape) for i in range(len(params))
+        ] == params
         groups = json.loads((ckpt / "optimizer.json").read_text())["param_groups"]
         assert [p for g in groups for p in g["params"]] == list(range(len(params)))
     # the run trained: epoch 2 differs from epoch 1
@@ -209,14 +262,28 @@ def test_train_save_resume(yaml, tmp_path):
     assert any(not torch.equal(w1[k], w2[k]) for k in w1 if w1[k].is_floating_point())
 
 
-
 @pytest.mark.slow
 def test_ema_hook_under_fsdp_is_a_clear_error(tmp_path):
     """The EMA would average each process's shards: refused before the first iteration."""
-    cmd = [str(BIN / "accelerate"), "launch", "--config_file", str(ROOT / "launch" / "fsdp2.yaml"),
-           "--num_processes", "2", "--mixed_precision", "no", "--main_process_port", str(_free_port()),
-           str(ROOT / "train.py"), "--config", str(TINY), "--work-dir", str(tmp_path),
-           "--cfg-options", "custom_hooks=[{'type': 'EMAHook'}]"]
+    cmd = [
+        str(BIN / "accelerate"),
+        "launch",
+        "--config_file",
+        str(ROOT / "launch" / "fsdp2.yaml"),
+        "--num_processes",
+        "2",
+        "--mixed_precision",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        str(ROOT / "train.py"),
+        "--config",
+        str(TINY),
+        "--work-dir",
+        str(tmp_path),
+        "--cfg-options",
+        "custom_hooks=[{'type': 'EMAHook'}]",
+    ]
     out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=400)
     assert out.returncode != 0
     assert "EMAHook): not supported under FSDP yet" in out.stdout + out.stderr

@@ -1,5 +1,6 @@
 """Hook timing: the table of time per hook and stage, logged at the end of a run and
 every N log lines; iterations are sampled so the loop stays as fast as without it."""
+
 from __future__ import annotations
 
 import re
@@ -52,22 +53,27 @@ def tables(log_text: str) -> list[list[tuple]]:
 def _cfg(tmp_path, **kw):
     sys.path.insert(0, str(DATA)) if str(DATA) not in sys.path else None
     # TinyNet: a step far below 20 ms, so the sleeping hook is clearly the slowest
-    return tiny_config(tmp_path, model=dict(_delete_=True, type="TinyNet", num_classes=4,
-                                            width=4),
-                       custom_imports=dict(imports=["custom_models"]), **kw)
+    return tiny_config(
+        tmp_path,
+        model=dict(_delete_=True, type="TinyNet", num_classes=4, width=4),
+        custom_imports=dict(imports=["custom_models"]),
+        **kw,
+    )
 
 
 def test_slow_hook_is_the_largest_and_every_hook_is_listed(tmp_path):
-    cfg = _cfg(tmp_path, custom_hooks=[dict(type="SleepyTimingHook")],
-               hook_timing=dict(log_every=3))  # default sampling: ~1 iteration in 10
+    cfg = _cfg(
+        tmp_path, custom_hooks=[dict(type="SleepyTimingHook")], hook_timing=dict(log_every=3)
+    )  # default sampling: ~1 iteration in 10
     runner = run_config(cfg, timestamp="t")
     log = (tmp_path / "t.log").read_text()
     found = tables(log)
     # 8 train log lines (2 epochs x 4 iterations, interval 1): after lines 3 and 6, + the end
     assert len(found) == 3, log[-3000:]
     final = found[-1]
-    expected = {(type(h).__name__, s) for h in runner.hooks.hooks for s in STAGES
-                if type(h).implements(s)}
+    expected = {
+        (type(h).__name__, s) for h in runner.hooks.hooks for s in STAGES if type(h).implements(s)
+    }
     assert {(r[0], r[1]) for r in final} == expected
     assert "SleepyTimingHook" in {r[0] for r in final}
     top = final[0]  # sorted, largest first
@@ -89,13 +95,19 @@ def test_slow_hook_is_the_largest_and_every_hook_is_listed(tmp_path):
 
 def test_sampling_counts_every_call_and_times_a_sample(tmp_path):
     CountingTimingHook.calls = 0
-    cfg = _cfg(tmp_path, custom_hooks=[dict(type="CountingTimingHook")],
-               workflow=[("train", 1), ("val", 1)], runner=dict(max_epochs=3),
-               hook_timing=dict(sample_every=4))
+    cfg = _cfg(
+        tmp_path,
+        custom_hooks=[dict(type="CountingTimingHook")],
+        workflow=[("train", 1), ("val", 1)],
+        runner=dict(max_epochs=3),
+        hook_timing=dict(sample_every=4),
+    )
     runner = run_config(cfg, timestamp="t")
     rows = {(r["hook"], r["stage"]): r for r in runner.hooks.timing()}
-    train, val = rows["CountingTimingHook", "before_train_iter"], rows["CountingTimingHook",
-                                                                        "before_val_iter"]
+    train, val = (
+        rows["CountingTimingHook", "before_train_iter"],
+        rows["CountingTimingHook", "before_val_iter"],
+    )
     assert train["calls"] == 12 and val["calls"] == 9  # 3 epochs x (4 train + 3 val batches)
     assert CountingTimingHook.calls == 21
     assert 1 <= train["timed"] < 12  # the first iteration and ~1 in 4 after it
@@ -107,10 +119,11 @@ def test_timing_off_and_config_checks(tmp_path):
     runner = run_config(cfg, timestamp="t")
     assert "Hook timing" not in (tmp_path / "t.log").read_text()
     assert runner.hooks.train_countdown > 10**9  # the runner never takes the timed path
-    problems, _ = check_config(tiny_config(tmp_path, hook_timing=dict(sample_evry=2,
-                                                                      log_every=-1)))
-    assert any("hook_timing: unexpected key 'sample_evry'; did you mean 'sample_every'" in p
-               for p in problems), problems
+    problems, _ = check_config(tiny_config(tmp_path, hook_timing=dict(sample_evry=2, log_every=-1)))
+    assert any(
+        "hook_timing: unexpected key 'sample_evry'; did you mean 'sample_every'" in p
+        for p in problems
+    ), problems
     assert any("hook_timing.log_every: expected an int >= 0" in p for p in problems)
 
 

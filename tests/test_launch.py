@@ -2,6 +2,7 @@
 
 The SLURM scripts' logic is tested with stand-ins for srun/scontrol/accelerate on PATH;
 the slow tests submit the real script to a real Slurm (launch/ci_slurm_setup.sh)."""
+
 import json
 import os
 import shutil
@@ -23,8 +24,16 @@ LAUNCH = ROOT / "launch"
 TINY = ROOT / "tests" / "data" / "tiny_cli.py"
 BIN = Path(sys.executable).parent
 ACCELERATE = str(BIN / "accelerate")
-YAMLS = ["cpu", "single_gpu_bf16", "single_gpu_fp16", "multi_gpu", "multi_node", "fsdp",
-         "fsdp2", "deepspeed_zero2"]
+YAMLS = [
+    "cpu",
+    "single_gpu_bf16",
+    "single_gpu_fp16",
+    "multi_gpu",
+    "multi_node",
+    "fsdp",
+    "fsdp2",
+    "deepspeed_zero2",
+]
 
 
 def env(**extra):
@@ -32,9 +41,23 @@ def env(**extra):
 
 
 def train(launcher, work, *opts, timeout=300):
-    return subprocess.Popen([*launcher, str(ROOT / "train.py"), "--config", str(TINY),
-                             "--work-dir", str(work), "--cfg-options", "runner.max_epochs=1", *opts],
-                            env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [
+            *launcher,
+            str(ROOT / "train.py"),
+            "--config",
+            str(TINY),
+            "--work-dir",
+            str(work),
+            "--cfg-options",
+            "runner.max_epochs=1",
+            *opts,
+        ],
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def finish(proc, timeout=300):
@@ -55,6 +78,7 @@ def loads_into_timm(ckpt: Path):
 
 # --- accelerate config files --------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", YAMLS)
 def test_config_file_loads_with_accelerate_and_documents_its_command(name):
     from accelerate.commands.config.config_args import ClusterConfig, load_config_from_file
@@ -63,11 +87,16 @@ def test_config_file_loads_with_accelerate_and_documents_its_command(name):
     cfg = load_config_from_file(str(path))  # what `accelerate launch --config_file` reads
     assert isinstance(cfg, ClusterConfig)
     assert f"accelerate launch --config_file launch/{name}.yaml" in path.read_text()
-    expected = {"cpu": ("NO", "no"), "single_gpu_bf16": ("NO", "bf16"),
-                "single_gpu_fp16": ("NO", "fp16"), "multi_gpu": ("MULTI_GPU", "bf16"),
-                "multi_node": ("MULTI_GPU", "bf16"), "fsdp": ("FSDP", "bf16"),
-                "fsdp2": ("FSDP", "bf16"),
-                "deepspeed_zero2": ("DEEPSPEED", "bf16")}[name]
+    expected = {
+        "cpu": ("NO", "no"),
+        "single_gpu_bf16": ("NO", "bf16"),
+        "single_gpu_fp16": ("NO", "fp16"),
+        "multi_gpu": ("MULTI_GPU", "bf16"),
+        "multi_node": ("MULTI_GPU", "bf16"),
+        "fsdp": ("FSDP", "bf16"),
+        "fsdp2": ("FSDP", "bf16"),
+        "deepspeed_zero2": ("DEEPSPEED", "bf16"),
+    }[name]
     assert (cfg.distributed_type.value, cfg.mixed_precision) == expected
     if name == "fsdp":
         assert cfg.fsdp_config["fsdp_sharding_strategy"] == "FULL_SHARD"
@@ -86,21 +115,41 @@ def test_every_config_file_is_covered():
     assert sorted(p.stem for p in LAUNCH.glob("*.yaml")) == sorted(YAMLS)
 
 
-@pytest.mark.parametrize("name", ["cpu", pytest.param("single_gpu_bf16", marks=pytest.mark.slow),
-                                  pytest.param("single_gpu_fp16", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "cpu",
+        pytest.param("single_gpu_bf16", marks=pytest.mark.slow),
+        pytest.param("single_gpu_fp16", marks=pytest.mark.slow),
+    ],
+)
 def test_one_process_config_files_train(tmp_path, name):
     """On this CPU machine the one-GPU files run on the CPU with their mixed precision."""
     finish(train((ACCELERATE, "launch", "--config_file", str(LAUNCH / f"{name}.yaml")), tmp_path))
     info = env_info(tmp_path)
     assert info["distributed_type"] == "DistributedType.NO"
-    assert info["mixed_precision"] == {"cpu": "no", "single_gpu_bf16": "bf16",
-                                       "single_gpu_fp16": "fp16"}[name]
+    assert (
+        info["mixed_precision"]
+        == {"cpu": "no", "single_gpu_bf16": "bf16", "single_gpu_fp16": "fp16"}[name]
+    )
     loads_into_timm(tmp_path / "epoch_1")
 
 
 def test_multi_gpu_config_file_on_two_cpu_processes(tmp_path):
-    finish(train((ACCELERATE, "launch", "--config_file", str(LAUNCH / "multi_gpu.yaml"),
-                  "--num_processes", "2"), tmp_path, "data.samples_per_gpu=8"))
+    finish(
+        train(
+            (
+                ACCELERATE,
+                "launch",
+                "--config_file",
+                str(LAUNCH / "multi_gpu.yaml"),
+                "--num_processes",
+                "2",
+            ),
+            tmp_path,
+            "data.samples_per_gpu=8",
+        )
+    )
     info = env_info(tmp_path)
     assert (info["distributed_type"], info["num_processes"]) == ("DistributedType.MULTI_CPU", 2)
     loads_into_timm(tmp_path / "epoch_1")
@@ -116,10 +165,29 @@ def free_port() -> int:
 def test_multi_node_config_file_as_two_machines_on_localhost(tmp_path):
     """Two `accelerate launch` commands, machine ranks 0 and 1, one process each."""
     port = str(free_port())
-    procs = [train((ACCELERATE, "launch", "--config_file", str(LAUNCH / "multi_node.yaml"),
-                    "--num_machines", "2", "--num_processes", "2", "--machine_rank", str(rank),
-                    "--main_process_ip", "127.0.0.1", "--main_process_port", port),
-                   tmp_path, "data.samples_per_gpu=8") for rank in (0, 1)]
+    procs = [
+        train(
+            (
+                ACCELERATE,
+                "launch",
+                "--config_file",
+                str(LAUNCH / "multi_node.yaml"),
+                "--num_machines",
+                "2",
+                "--num_processes",
+                "2",
+                "--machine_rank",
+                str(rank),
+                "--main_process_ip",
+                "127.0.0.1",
+                "--main_process_port",
+                port,
+            ),
+            tmp_path,
+            "data.samples_per_gpu=8",
+        )
+        for rank in (0, 1)
+    ]
     for p in procs:
         finish(p)
     info = env_info(tmp_path)  # one log: only the global main process writes
@@ -160,8 +228,11 @@ esac
 def fakes(tmp_path):
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    for name, text in [("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL),
-                       ("accelerate", FAKE_ACCELERATE)]:
+    for name, text in [
+        ("srun", FAKE_SRUN),
+        ("scontrol", FAKE_SCONTROL),
+        ("accelerate", FAKE_ACCELERATE),
+    ]:
         (bindir / name).write_text(text)
         (bindir / name).chmod(stat.S_IRWXU)
     return tmp_path
@@ -169,23 +240,37 @@ def fakes(tmp_path):
 
 def script_env(fakes, **extra):
     e = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    return {**e, "PATH": f"{fakes / 'bin'}{os.pathsep}{e['PATH']}", "FAKE_LOG": str(fakes),
-            "ACCHOOKS_ROOT": str(ROOT), "CONFIG": "configs/x.py",
-            "WORK_DIR": str(fakes / "work"), **extra}
+    return {
+        **e,
+        "PATH": f"{fakes / 'bin'}{os.pathsep}{e['PATH']}",
+        "FAKE_LOG": str(fakes),
+        "ACCHOOKS_ROOT": str(ROOT),
+        "CONFIG": "configs/x.py",
+        "WORK_DIR": str(fakes / "work"),
+        **extra,
+    }
 
 
 def run_script(fakes, name="slurm_single_node.sh", *args, **extra):
-    return subprocess.run(["bash", str(LAUNCH / name), *args], env=script_env(fakes, **extra),
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["bash", str(LAUNCH / name), *args],
+        env=script_env(fakes, **extra),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-@pytest.mark.parametrize("mode,restarts,status,requeued", [
-    ("exit:0", "0", 0, False),
-    ("exit:3", "0", 3, False),           # a crash is not retried
-    ("exit:75", "0", 0, True),           # a trainer run directly exits 75
-    ("marker", "2", 0, True),            # accelerate launch turns 75 into 1: the marker says why
-    ("exit:75", "5", 75, False),         # MAX_RESTARTS (5) reached
-])
+@pytest.mark.parametrize(
+    "mode,restarts,status,requeued",
+    [
+        ("exit:0", "0", 0, False),
+        ("exit:3", "0", 3, False),  # a crash is not retried
+        ("exit:75", "0", 0, True),  # a trainer run directly exits 75
+        ("marker", "2", 0, True),  # accelerate launch turns 75 into 1: the marker says why
+        ("exit:75", "5", 75, False),  # MAX_RESTARTS (5) reached
+    ],
+)
 def test_requeue_decision(fakes, mode, restarts, status, requeued):
     res = run_script(fakes, FAKE_MODE=mode, SLURM_JOB_ID="42", SLURM_RESTART_COUNT=restarts)
     assert res.returncode == status, res.stdout + res.stderr
@@ -195,34 +280,83 @@ def test_requeue_decision(fakes, mode, restarts, status, requeued):
 
 
 def test_single_node_command_line(fakes):
-    res = run_script(fakes, "slurm_single_node.sh", "--cfg-options", "a=1", FAKE_MODE="exit:0",
-                     GPUS="0", NPROC="2", LAUNCH_ARGS="--mixed_precision bf16")
+    res = run_script(
+        fakes,
+        "slurm_single_node.sh",
+        "--cfg-options",
+        "a=1",
+        FAKE_MODE="exit:0",
+        GPUS="0",
+        NPROC="2",
+        LAUNCH_ARGS="--mixed_precision bf16",
+    )
     assert res.returncode == 0, res.stderr
     argv = (fakes / "argv").read_text().split("\n")[:-1]
-    assert argv == ["launch", "--num_machines", "1", "--num_processes", "2", "--dynamo_backend",
-                    "no", "--multi_gpu", "--mixed_precision", "bf16", str(ROOT / "train.py"),
-                    "--config", "configs/x.py", "--work-dir", str(fakes / "work"), "--resume",
-                    "auto", "--cfg-options", "a=1"]
+    assert argv == [
+        "launch",
+        "--num_machines",
+        "1",
+        "--num_processes",
+        "2",
+        "--dynamo_backend",
+        "no",
+        "--multi_gpu",
+        "--mixed_precision",
+        "bf16",
+        str(ROOT / "train.py"),
+        "--config",
+        "configs/x.py",
+        "--work-dir",
+        str(fakes / "work"),
+        "--resume",
+        "auto",
+        "--cfg-options",
+        "a=1",
+    ]
 
 
 def test_multi_node_command_line(fakes):
-    res = run_script(fakes, "slurm_multi_node.sh", FAKE_MODE="exit:0", FAKE_NODEID="1",
-                     GPUS="4", SLURM_JOB_NODELIST="node-[a-b]", SLURM_NNODES="2",
-                     ACCELERATE_CONFIG="launch/fsdp.yaml")
+    res = run_script(
+        fakes,
+        "slurm_multi_node.sh",
+        FAKE_MODE="exit:0",
+        FAKE_NODEID="1",
+        GPUS="4",
+        SLURM_JOB_NODELIST="node-[a-b]",
+        SLURM_NNODES="2",
+        ACCELERATE_CONFIG="launch/fsdp.yaml",
+    )
     assert res.returncode == 0, res.stderr
     argv = (fakes / "argv").read_text().split("\n")[:-1]
-    assert argv[:15] == ["launch", "--machine_rank", "1", "--num_machines", "2",
-                         "--num_processes", "8", "--dynamo_backend", "no", "--config_file",
-                         "launch/fsdp.yaml", "--main_process_ip", "node-a",
-                         "--main_process_port", "29500"]
+    assert argv[:15] == [
+        "launch",
+        "--machine_rank",
+        "1",
+        "--num_machines",
+        "2",
+        "--num_processes",
+        "8",
+        "--dynamo_backend",
+        "no",
+        "--config_file",
+        "launch/fsdp.yaml",
+        "--main_process_ip",
+        "node-a",
+        "--main_process_port",
+        "29500",
+    ]
     assert argv[-2:] == ["--resume", "auto"]
 
 
 def test_batch_shell_passes_usr1_on_as_term(fakes):
     """Outside Slurm the batch shell TERMs the launcher itself (in a job: scancel)."""
-    proc = subprocess.Popen(["bash", str(LAUNCH / "slurm_single_node.sh")],
-                            env=script_env(fakes, FAKE_MODE="wait_term"),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        ["bash", str(LAUNCH / "slurm_single_node.sh")],
+        env=script_env(fakes, FAKE_MODE="wait_term"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 30
     while not (fakes / "started").exists() and time.time() < deadline:
         time.sleep(0.1)
@@ -241,13 +375,15 @@ def test_shell_scripts_are_shellcheck_clean():
 
 # --- a real Slurm: launch/ci_slurm_setup.sh starts a one-node cluster ----------------------
 
+
 def slurm_ready() -> str | None:
     """None when a Slurm cluster answers with an idle node, else why not."""
     if shutil.which("sbatch") is None:
         return "Slurm is not installed (run launch/ci_slurm_setup.sh as root)"
     try:
-        res = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
-                             timeout=30)
+        res = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30
+        )
     except subprocess.TimeoutExpired:
         return "sinfo did not answer in 30 s (is slurmctld running?)"
     if res.returncode != 0 or "idle" not in res.stdout:
@@ -268,26 +404,52 @@ class SleepAfterIter(Hook):  # test-only: leaves time to preempt a running job
         time.sleep(self.seconds)
 """
 # 64 samples / (8 x 2 processes) = 4 iterations per epoch, 4 epochs, checkpoint every epoch
-SLURM_OPTS = ["--cfg-options", "data.samples_per_gpu=8", "runner.max_epochs=4",
-              "custom_imports={'imports': ['slow_hooks']}",
-              "custom_hooks=[{'type': 'SleepAfterIter', 'seconds': 1.0}]"]
+SLURM_OPTS = [
+    "--cfg-options",
+    "data.samples_per_gpu=8",
+    "runner.max_epochs=4",
+    "custom_imports={'imports': ['slow_hooks']}",
+    "custom_hooks=[{'type': 'SleepAfterIter', 'seconds': 1.0}]",
+]
 
 
 def submit(tmp: Path, work: Path) -> str:
     (tmp / "logs").mkdir(exist_ok=True)
     (tmp / "slow_hooks.py").write_text(SLOW_HOOK)
-    e = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp}", "ACCHOOKS_ROOT": str(ROOT),
-         "ACCELERATE": ACCELERATE, "CONFIG": str(TINY), "WORK_DIR": str(work), "GPUS": "0",
-         "NPROC": "2", "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
-    res = subprocess.run(["sbatch", "--parsable", "--cpus-per-task=2",
-                          str(LAUNCH / "slurm_single_node.sh"), *SLURM_OPTS],
-                         cwd=tmp, env=e, capture_output=True, text=True, timeout=60, check=True)
+    e = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp}",
+        "ACCHOOKS_ROOT": str(ROOT),
+        "ACCELERATE": ACCELERATE,
+        "CONFIG": str(TINY),
+        "WORK_DIR": str(work),
+        "GPUS": "0",
+        "NPROC": "2",
+        "OMP_NUM_THREADS": "1",
+        "OMP_WAIT_POLICY": "PASSIVE",
+    }
+    res = subprocess.run(
+        [
+            "sbatch",
+            "--parsable",
+            "--cpus-per-task=2",
+            str(LAUNCH / "slurm_single_node.sh"),
+            *SLURM_OPTS,
+        ],
+        cwd=tmp,
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return res.stdout.strip().split(";")[0]
 
 
 def job(job_id: str) -> dict:
-    out = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True
+    ).stdout
     return dict(f.split("=", 1) for f in out.split() if "=" in f)
 
 
@@ -346,8 +508,12 @@ def test_slurm_preempted_job_saves_requeues_once_and_resumes_exactly(slurm_strai
     log = (tmp_path / "logs" / f"acchooks-{job_id}.out").read_text()
     assert (info["JobState"], info["ExitCode"], info["Restarts"]) == ("COMPLETED", "0:0", "1"), log
     # one log file per job id, appended across the requeue
-    assert log.index(f"job {job_id} (restart 0") < log.index("USR1 received") \
-        < log.index(f"requeuing job {job_id} (restart 1)") < log.index(f"job {job_id} (restart 1")
+    assert (
+        log.index(f"job {job_id} (restart 0")
+        < log.index("USR1 received")
+        < log.index(f"requeuing job {job_id} (restart 1)")
+        < log.index(f"job {job_id} (restart 1")
+    )
     assert f"resumed from {marker['checkpoint']}" in log
     assert not (work / "preempted.json").exists()
     a = load_file(str(straight / "work" / "epoch_4" / "model.safetensors"))

@@ -1,6 +1,7 @@
 """Weights-only loading (``load_from``, ``init_cfg=dict(type='Pretrained')``) from every
 source type, refusal of pickled objects, key reports, the model untouched on failure,
 and the resume compatibility check."""
+
 from __future__ import annotations
 
 import logging
@@ -48,12 +49,19 @@ def _write(kind: str, tmp_path: Path, sd: dict) -> Path:
     if kind == "dir":
         return save_checkpoint(tmp_path / "epoch_1", model_state=sd)
     if kind == "safetensors":
-        safetensors.torch.save_file({k: v.contiguous() for k, v in sd.items()}, tmp_path / "w.safetensors")
+        safetensors.torch.save_file(
+            {k: v.contiguous() for k, v in sd.items()}, tmp_path / "w.safetensors"
+        )
         return tmp_path / "w.safetensors"
     if kind == "pth":  # timm/mmcv style: weights under 'state_dict', DDP 'module.' prefix
         p = tmp_path / "w.pth"
-        torch.save({"state_dict": {f"module.{k}": v for k, v in sd.items()},
-                    "meta": {"epoch": 3, "note": "plain data is fine"}}, p)
+        torch.save(
+            {
+                "state_dict": {f"module.{k}": v for k, v in sd.items()},
+                "meta": {"epoch": 3, "note": "plain data is fine"},
+            },
+            p,
+        )
         return p
     if kind == "pt":  # torch.compile'd model saved bare
         p = tmp_path / "w.pt"
@@ -79,10 +87,15 @@ def test_revise_keys_and_dict_form(tmp_path, source):
     model = _model()
     load_weights(_runner(model), dict(checkpoint=str(p), revise_keys=[(r"^backbone\.", "")]))
     assert _same(model, source)
-    with pytest.raises(ConfigError, match=r"load_from: unexpected key 'revise_key'; did you mean "
-                                          r"'revise_keys'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"load_from: unexpected key 'revise_key'; did you mean "
+        r"'revise_keys'",
+    ):
         load_weights(_runner(model), dict(checkpoint=str(p), revise_key=[]))
-    with pytest.raises(ConfigError, match=r"revise_keys: expected a list of \(regex, replacement\)"):
+    with pytest.raises(
+        ConfigError, match=r"revise_keys: expected a list of \(regex, replacement\)"
+    ):
         load_weights(_runner(model), dict(checkpoint=str(p), revise_keys="backbone"))
 
 
@@ -92,9 +105,14 @@ def test_mismatched_shapes_reported_rest_loaded(tmp_path, source, caplog):
     with caplog.at_level("WARNING", logger="tests.load_from"):
         rep = load_weights(_runner(model), str(path))
     width = model.fc.weight.shape[1]
-    assert sorted(rep.mismatched) == [("fc.bias", (4,), (5,)), ("fc.weight", (4, width), (5, width))]
-    assert f"2 shape mismatch(es), not loaded: fc.bias (4,) vs model (5,), fc.weight (4, {width}) " \
-           f"vs model (5, {width})" in caplog.text
+    assert sorted(rep.mismatched) == [
+        ("fc.bias", (4,), (5,)),
+        ("fc.weight", (4, width), (5, width)),
+    ]
+    assert (
+        f"2 shape mismatch(es), not loaded: fc.bias (4,) vs model (5,), fc.weight (4, {width}) "
+        f"vs model (5, {width})" in caplog.text
+    )
     assert _same(model, {k: v for k, v in source.items() if not k.startswith("fc.")})
 
 
@@ -132,14 +150,23 @@ def test_pickled_objects_are_refused_never_executed(tmp_path, source, payload):
     torch.save({"state_dict": source, "extra": obj}, p)
     model = _model()
     before = _snapshot(model)
-    with pytest.raises(ConfigError, match=rf"load_from: cannot read {p} with "
-                                          r"torch.load\(weights_only=True\).*never unpickles"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"load_from: cannot read {p} with "
+        r"torch.load\(weights_only=True\).*never unpickles",
+    ):
         load_weights(_runner(model), str(p))
     assert not marker.exists()
     assert _same(model, before)
     with pytest.raises(ConfigError, match="model.init_cfg: cannot read"):
-        build_model(dict(type="TimmClassifier", model_name="test_resnet", num_classes=4,
-                         init_cfg=dict(type="Pretrained", checkpoint=str(p))))
+        build_model(
+            dict(
+                type="TimmClassifier",
+                model_name="test_resnet",
+                num_classes=4,
+                init_cfg=dict(type="Pretrained", checkpoint=str(p)),
+            )
+        )
     assert not marker.exists()
     if payload == "reduce":  # the file really is hostile: a full unpickle runs its code
         torch.load(p, weights_only=False)
@@ -197,8 +224,11 @@ def test_failed_load_leaves_model_untouched(tmp_path, source, monkeypatch):
     # nothing fits: an error, not a silent no-op
     p = tmp_path / "other.safetensors"
     safetensors.torch.save_file({"encoder.w": torch.ones(2)}, p)
-    with pytest.raises(ConfigError, match=r"no tensor of .*other\.safetensors fits the model.*"
-                                          r"encoder\.w.*unchanged"):
+    with pytest.raises(
+        ConfigError,
+        match=r"no tensor of .*other\.safetensors fits the model.*"
+        r"encoder\.w.*unchanged",
+    ):
         load_weights(_runner(model), str(p))
     # strict: any missing key fails before the model is touched
     small = tmp_path / "nofc.safetensors"
@@ -223,48 +253,93 @@ def test_failed_load_leaves_model_untouched(tmp_path, source, monkeypatch):
 def test_init_cfg_prefix_loads_one_submodule(tmp_path, source):
     # an mmcls-style checkpoint: the classifier's weights under backbone./head.
     p = tmp_path / "mmcls.pth"
-    torch.save({"state_dict": {**{f"backbone.{k}": v for k, v in source.items() if "fc" not in k},
-                               "head.fc.weight": torch.zeros(9, 32), "head.fc.bias": torch.zeros(9)}}, p)
-    model, _ = build_model(dict(type="TimmClassifier", model_name="test_resnet", num_classes=4,
-                                init_cfg=dict(type="Pretrained", checkpoint=str(p), prefix="backbone.")))
+    torch.save(
+        {
+            "state_dict": {
+                **{f"backbone.{k}": v for k, v in source.items() if "fc" not in k},
+                "head.fc.weight": torch.zeros(9, 32),
+                "head.fc.bias": torch.zeros(9),
+            }
+        },
+        p,
+    )
+    model, _ = build_model(
+        dict(
+            type="TimmClassifier",
+            model_name="test_resnet",
+            num_classes=4,
+            init_cfg=dict(type="Pretrained", checkpoint=str(p), prefix="backbone."),
+        )
+    )
     assert _same(model, {k: v for k, v in source.items() if "fc" not in k})
     assert not torch.equal(model.fc.weight, source["fc.weight"])  # the head stays initialised
     # a list applies in order; prefix without the dot works as in mmcv
     head = tmp_path / "head.safetensors"
-    safetensors.torch.save_file({"cls.fc.weight": source["fc.weight"].clone(),
-                                 "cls.fc.bias": source["fc.bias"].clone()}, head)
-    model, _ = build_model(dict(type="TimmClassifier", model_name="test_resnet", num_classes=4,
-                                init_cfg=[dict(type="Pretrained", checkpoint=str(p), prefix="backbone"),
-                                          dict(type="Pretrained", checkpoint=str(head), prefix="cls")]))
+    safetensors.torch.save_file(
+        {"cls.fc.weight": source["fc.weight"].clone(), "cls.fc.bias": source["fc.bias"].clone()},
+        head,
+    )
+    model, _ = build_model(
+        dict(
+            type="TimmClassifier",
+            model_name="test_resnet",
+            num_classes=4,
+            init_cfg=[
+                dict(type="Pretrained", checkpoint=str(p), prefix="backbone"),
+                dict(type="Pretrained", checkpoint=str(head), prefix="cls"),
+            ],
+        )
+    )
     assert _same(model, source)
 
 
-@pytest.mark.parametrize("init_cfg, message", [
-    (dict(type="Pretrained", checkpoint="{p}", prefix="neck."),
-     r"model.init_cfg: no key of .* starts with prefix 'neck\.'; its keys start with backbone\."),
-    (dict(type="Kaiming"), r"model.init_cfg: 'Kaiming' is not supported; acchooks supports "
-                           r"dict\(type='Pretrained'"),
-    (dict(type="Pretrained", checkpoint="{p}", prefx="x"),
-     r"model.init_cfg: unexpected key 'prefx'; did you mean 'prefix'"),
-    (dict(type="Pretrained", checkpoint="missing.pth"),
-     r"model.init_cfg.checkpoint: checkpoint not found: missing\.pth"),
-])
+@pytest.mark.parametrize(
+    "init_cfg, message",
+    [
+        (
+            dict(type="Pretrained", checkpoint="{p}", prefix="neck."),
+            r"model.init_cfg: no key of .* starts with prefix 'neck\.'; its keys start with backbone\.",
+        ),
+        (
+            dict(type="Kaiming"),
+            r"model.init_cfg: 'Kaiming' is not supported; acchooks supports "
+            r"dict\(type='Pretrained'",
+        ),
+        (
+            dict(type="Pretrained", checkpoint="{p}", prefx="x"),
+            r"model.init_cfg: unexpected key 'prefx'; did you mean 'prefix'",
+        ),
+        (
+            dict(type="Pretrained", checkpoint="missing.pth"),
+            r"model.init_cfg.checkpoint: checkpoint not found: missing\.pth",
+        ),
+    ],
+)
 def test_init_cfg_errors(tmp_path, source, init_cfg, message):
     p = tmp_path / "mm.pth"
     torch.save({f"backbone.{k}": v for k, v in source.items()}, p)
     init_cfg = {k: (v.format(p=p) if isinstance(v, str) else v) for k, v in init_cfg.items()}
     with pytest.raises(ConfigError, match=message):
-        build_model(dict(type="TimmClassifier", model_name="test_resnet", num_classes=4,
-                         init_cfg=init_cfg))
+        build_model(
+            dict(type="TimmClassifier", model_name="test_resnet", num_classes=4, init_cfg=init_cfg)
+        )
 
 
 def test_init_cfg_and_load_from_through_a_run(tmp_path, source):
     p = _write("safetensors", tmp_path, source)
-    for key, value in [("model", dict(init_cfg=dict(type="Pretrained", checkpoint=str(p)))),
-                       ("load_from", str(p))]:
+    for key, value in [
+        ("model", dict(init_cfg=dict(type="Pretrained", checkpoint=str(p)))),
+        ("load_from", str(p)),
+    ]:
         work = tmp_path / key
-        runner = run_config(tiny_config(work, **{key: value}, runner=dict(max_epochs=1),
-                                        optimizer=dict(lr=0.0, momentum=0.0)))
+        runner = run_config(
+            tiny_config(
+                work,
+                **{key: value},
+                runner=dict(max_epochs=1),
+                optimizer=dict(lr=0.0, momentum=0.0),
+            )
+        )
         got = runner.unwrapped_model.state_dict()
         for k, v in source.items():  # lr 0: parameters stay as loaded
             if "running" not in k and "num_batches" not in k:
@@ -275,35 +350,51 @@ def test_init_cfg_and_load_from_through_a_run(tmp_path, source):
 def _ckpt(tmp_path, model, opt) -> object:
     model(torch.randn(2, 3, 32, 32)).sum().backward()
     opt.step()
-    return load_checkpoint(save_checkpoint(tmp_path / "epoch_1", model_state=model.state_dict(),
-                                           optimizer_state=opt.state_dict()))
+    return load_checkpoint(
+        save_checkpoint(
+            tmp_path / "epoch_1", model_state=model.state_dict(), optimizer_state=opt.state_dict()
+        )
+    )
 
 
 def test_check_compatible(tmp_path):
     model = _model()
     ckpt = _ckpt(tmp_path, model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
     same = _model(seed=3)
-    assert check_compatible(ckpt, same, torch.optim.SGD(same.parameters(), lr=0.1, momentum=0.9)) == []
+    assert (
+        check_compatible(ckpt, same, torch.optim.SGD(same.parameters(), lr=0.1, momentum=0.9)) == []
+    )
 
     wider = _model(num_classes=5)
-    problems = check_compatible(ckpt, wider, torch.optim.SGD(wider.parameters(), lr=0.1, momentum=0.9))
+    problems = check_compatible(
+        ckpt, wider, torch.optim.SGD(wider.parameters(), lr=0.1, momentum=0.9)
+    )
     width = model.fc.weight.shape[1]
-    assert problems[0] == (f"{ckpt.path}/model.safetensors: 2 shape mismatch(es): fc.weight "
-                           f"(4, {width}) vs model (5, {width}), fc.bias (4,) vs model (5,)")
+    assert problems[0] == (
+        f"{ckpt.path}/model.safetensors: 2 shape mismatch(es): fc.weight "
+        f"(4, {width}) vs model (5, {width}), fc.bias (4,) vs model (5,)"
+    )
     assert "optimizer.json: 2 state tensor(s) do not fit the parameters" in problems[1]
 
     other = timm.create_model("test_vit", pretrained=False, num_classes=4)
     problems = check_compatible(ckpt, other, None)
     assert "model key(s) missing from the checkpoint: cls_token" in problems[0]
-    assert re.search(r"model.safetensors: \d+ checkpoint key\(s\) the model does not have: "
-                     r".*num_batches_tracked .* and \d+ more$", problems[1])
+    assert re.search(
+        r"model.safetensors: \d+ checkpoint key\(s\) the model does not have: "
+        r".*num_batches_tracked .* and \d+ more$",
+        problems[1],
+    )
 
     adam = torch.optim.AdamW(same.parameters())
     (problem,) = check_compatible(ckpt, same, adam)
     assert problem.startswith(f"{ckpt.path}/optimizer.json: param_groups[0] has hyper-parameters")
     assert "'dampening'" in problem and "'betas'" in problem and "another optimizer type" in problem
 
-    two = torch.optim.SGD([{"params": list(same.parameters())[:3]},
-                           {"params": list(same.parameters())[3:]}], lr=0.1, momentum=0.9)
+    two = torch.optim.SGD(
+        [{"params": list(same.parameters())[:3]}, {"params": list(same.parameters())[3:]}],
+        lr=0.1,
+        momentum=0.9,
+    )
     assert check_compatible(ckpt, same, two) == [
-        f"{ckpt.path}/optimizer.json: 1 parameter group(s) saved, SGD here has 2"]
+        f"{ckpt.path}/optimizer.json: 1 parameter group(s) saved, SGD here has 2"
+    ]

@@ -1,4 +1,5 @@
 """SyncBuffersHook (2 processes), EmptyCacheHook, ProfilerHook, and argument checks."""
+
 from __future__ import annotations
 
 import json
@@ -20,15 +21,31 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 BIN = Path(sys.executable).parent
 # bf16 autocast on CPU: the EMA must stay fp32 under DDP and mixed precision
-TWO_PROCS = (str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
-             "--num_machines", "1", "--mixed_precision", "bf16", "--dynamo_backend", "no")
+TWO_PROCS = (
+    str(BIN / "accelerate"),
+    "launch",
+    "--multi_gpu",
+    "--num_processes",
+    "2",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "bf16",
+    "--dynamo_backend",
+    "no",
+)
 
 
 def launch(config: Path, work: Path, launcher=TWO_PROCS) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(DATA)])}
-    res = subprocess.run([*launcher, str(ROOT / "train.py"), "--config", str(config),
-                          "--work-dir", str(work)], cwd=work.parent, env=env,
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [*launcher, str(ROOT / "train.py"), "--config", str(config), "--work-dir", str(work)],
+        cwd=work.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return res
 
@@ -74,8 +91,13 @@ def test_sync_buffers_two_processes(tmp_path):
 
 
 def test_sync_buffers_single_process_is_harmless(tmp_path):
-    runner = run_config(tiny_config(tmp_path, runner=dict(max_epochs=1),
-                                    custom_hooks=[dict(type="SyncBuffersHook", mode="broadcast")]))
+    runner = run_config(
+        tiny_config(
+            tmp_path,
+            runner=dict(max_epochs=1),
+            custom_hooks=[dict(type="SyncBuffersHook", mode="broadcast")],
+        )
+    )
     assert runner.epoch == 1
 
 
@@ -83,9 +105,14 @@ def test_empty_cache_calls_accelerate(tmp_path, monkeypatch):
     import accelerate.utils.memory as memory
 
     calls = []
-    monkeypatch.setattr(memory, "clear_device_cache", lambda garbage_collection=False: calls.append(1))
-    runner = run_config(tiny_config(tmp_path, custom_hooks=[
-        dict(type="EmptyCacheHook", before_epoch=True, after_iter=True)]))
+    monkeypatch.setattr(
+        memory, "clear_device_cache", lambda garbage_collection=False: calls.append(1)
+    )
+    runner = run_config(
+        tiny_config(
+            tmp_path, custom_hooks=[dict(type="EmptyCacheHook", before_epoch=True, after_iter=True)]
+        )
+    )
     # 2 epochs of 4 iterations: 2 before, 8 after iterations, 2 after epochs
     assert len(calls) == runner.hooks.get("EmptyCacheHook").calls == 12
 
@@ -95,48 +122,86 @@ def _conv_ops(events) -> set[str]:
 
 
 def test_profiler_chrome_trace(tmp_path):
-    run_config(tiny_config(tmp_path, custom_hooks=[
-        dict(type="ProfilerHook", by_epoch=False, profile_iters=2, record_shapes=True,
-             json_trace_path="prof/trace.json")]))
+    run_config(
+        tiny_config(
+            tmp_path,
+            custom_hooks=[
+                dict(
+                    type="ProfilerHook",
+                    by_epoch=False,
+                    profile_iters=2,
+                    record_shapes=True,
+                    json_trace_path="prof/trace.json",
+                )
+            ],
+        )
+    )
     trace = json.loads((tmp_path / "prof" / "trace.json").read_text())
     ops = _conv_ops(trace["traceEvents"])
     assert "aten::conv2d" in ops or "aten::convolution" in ops, sorted(ops)
 
 
 def test_profiler_tb_trace_and_log_trace(tmp_path):
-    run_config(tiny_config(tmp_path / "tb", runner=dict(max_epochs=1), custom_hooks=[
-        dict(type="ProfilerHook", activities=["cpu", "cuda"],
-             schedule=dict(wait=0, warmup=1, active=2, repeat=1),
-             on_trace_ready=dict(type="tb_trace", dir_name="tb_trace"))]))
+    run_config(
+        tiny_config(
+            tmp_path / "tb",
+            runner=dict(max_epochs=1),
+            custom_hooks=[
+                dict(
+                    type="ProfilerHook",
+                    activities=["cpu", "cuda"],
+                    schedule=dict(wait=0, warmup=1, active=2, repeat=1),
+                    on_trace_ready=dict(type="tb_trace", dir_name="tb_trace"),
+                )
+            ],
+        )
+    )
     traces = list((tmp_path / "tb" / "tb_trace").glob("*.pt.trace.json"))
     (trace,) = traces  # one cycle of warmup 1 + active 2
     assert _conv_ops(json.loads(trace.read_text())["traceEvents"])
-    run_config(tiny_config(tmp_path / "log", runner=dict(max_epochs=1), custom_hooks=[
-        dict(type="ProfilerHook", on_trace_ready=dict(type="log_trace", row_limit=5,
-                                                      sort_by="cpu_time_total"))]))
+    run_config(
+        tiny_config(
+            tmp_path / "log",
+            runner=dict(max_epochs=1),
+            custom_hooks=[
+                dict(
+                    type="ProfilerHook",
+                    on_trace_ready=dict(type="log_trace", row_limit=5, sort_by="cpu_time_total"),
+                )
+            ],
+        )
+    )
     assert "Self CPU" in next((tmp_path / "log").glob("*.log")).read_text()
 
 
-@pytest.mark.parametrize("hook,typo,right", [
-    ("EMAHook", "warmup", "warm_up"),
-    ("SyncBuffersHook", "distribued", "distributed"),
-    ("EmptyCacheHook", "after_iters", "after_iter"),
-    ("ProfilerHook", "profile_iter", "profile_iters"),
-])
+@pytest.mark.parametrize(
+    "hook,typo,right",
+    [
+        ("EMAHook", "warmup", "warm_up"),
+        ("SyncBuffersHook", "distribued", "distributed"),
+        ("EmptyCacheHook", "after_iters", "after_iter"),
+        ("ProfilerHook", "profile_iter", "profile_iters"),
+    ],
+)
 def test_misspelled_argument_names_hook_argument_and_choices(tmp_path, hook, typo, right):
     problems, _ = check_config(tiny_config(tmp_path, custom_hooks=[dict(type=hook, **{typo: 1})]))
     (line,) = [p for p in problems if typo in p]
-    assert f"custom_hooks[0] ({hook}): unexpected argument '{typo}'; did you mean '{right}'?" in line
+    assert (
+        f"custom_hooks[0] ({hook}): unexpected argument '{typo}'; did you mean '{right}'?" in line
+    )
     assert "accepted:" in line and right in line.split("accepted:")[1]
 
 
-@pytest.mark.parametrize("cfg,message", [
-    (dict(type="ProfilerHook", activities=["gpu"]), "unknown activity 'gpu'"),
-    (dict(type="ProfilerHook", schedule=dict(wiat=1)), "did you mean 'wait'?"),
-    (dict(type="ProfilerHook", on_trace_ready=dict(type="chrome")), "'tb_trace', 'log_trace'"),
-    (dict(type="SyncBuffersHook", mode="max"), "'mean', 'broadcast'"),
-    (dict(type="EMAHook", warm_up=-1), "EMAHook.warm_up"),
-])
+@pytest.mark.parametrize(
+    "cfg,message",
+    [
+        (dict(type="ProfilerHook", activities=["gpu"]), "unknown activity 'gpu'"),
+        (dict(type="ProfilerHook", schedule=dict(wiat=1)), "did you mean 'wait'?"),
+        (dict(type="ProfilerHook", on_trace_ready=dict(type="chrome")), "'tb_trace', 'log_trace'"),
+        (dict(type="SyncBuffersHook", mode="max"), "'mean', 'broadcast'"),
+        (dict(type="EMAHook", warm_up=-1), "EMAHook.warm_up"),
+    ],
+)
 def test_bad_values_are_config_errors(cfg, message):
     with pytest.raises(ConfigError, match=message):
         HOOKS.build(cfg)

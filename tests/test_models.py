@@ -1,4 +1,5 @@
 """Tests for acchooks.models: TimmClassifier, build_model and the losses."""
+
 from __future__ import annotations
 
 import pytest
@@ -32,8 +33,15 @@ def test_timm_classifier_is_plain_timm():
 
 
 def test_timm_classifier_passes_kwargs():
-    model = MODELS.build(dict(type="TimmClassifier", model_name="test_resnet", num_classes=3,
-                              in_chans=1, drop_rate=0.2))
+    model = MODELS.build(
+        dict(
+            type="TimmClassifier",
+            model_name="test_resnet",
+            num_classes=3,
+            in_chans=1,
+            drop_rate=0.2,
+        )
+    )
     assert model(torch.randn(2, 1, 32, 32)).shape == (2, 3)
     assert model.drop_rate == 0.2
 
@@ -46,17 +54,23 @@ def test_unknown_model_name_suggests():
         TimmClassifier("test_resnt")
     assert check_timm_model_config(dict(model_name="resnet50.a1_in1k")) == []
     assert check_timm_model_config({})[0].startswith("model.model_name: missing")
-    assert "num_classes" in check_timm_model_config(dict(model_name="test_resnet",
-                                                         num_classes=-1))[0]
+    assert (
+        "num_classes" in check_timm_model_config(dict(model_name="test_resnet", num_classes=-1))[0]
+    )
 
 
 def test_build_model_with_default_and_custom_loss():
-    model, criterion = build_model(dict(type="TimmClassifier", model_name="test_resnet",
-                                        num_classes=4))
+    model, criterion = build_model(
+        dict(type="TimmClassifier", model_name="test_resnet", num_classes=4)
+    )
     assert isinstance(model, nn.Module) and isinstance(criterion, CrossEntropyLoss)
-    _, criterion = build_model(dict(type="TimmClassifier", model_name="test_resnet",
-                                    loss=dict(type="LabelSmoothingCrossEntropy",
-                                              smoothing=0.2)))
+    _, criterion = build_model(
+        dict(
+            type="TimmClassifier",
+            model_name="test_resnet",
+            loss=dict(type="LabelSmoothingCrossEntropy", smoothing=0.2),
+        )
+    )
     assert isinstance(criterion, TimmLSCE) and criterion.smoothing == 0.2
     _, criterion = build_model(dict(type="TimmClassifier", model_name="test_resnet", loss=None))
     assert criterion is None
@@ -73,8 +87,12 @@ def test_build_model_custom_registered_module():
         def forward(self, x):
             return self.head(self.conv(x).mean((2, 3)))
 
-    cfg = dict(type="_TinyNetForTest", num_classes=3, width=8,
-               loss=dict(type="CrossEntropyLoss", label_smoothing=0.1))
+    cfg = dict(
+        type="_TinyNetForTest",
+        num_classes=3,
+        width=8,
+        loss=dict(type="CrossEntropyLoss", label_smoothing=0.1),
+    )
     model, criterion = build_model(cfg)
     assert "loss" in cfg  # the caller's config is not modified
     assert isinstance(model, TinyNet) and model.conv.out_channels == 8
@@ -83,16 +101,28 @@ def test_build_model_custom_registered_module():
 
 
 def test_build_model_errors():
-    with pytest.raises(ConfigError, match=r"model\.type: unknown model type 'TimmClasifier'"
-                                          r"; did you mean 'TimmClassifier'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model\.type: unknown model type 'TimmClasifier'"
+        r"; did you mean 'TimmClassifier'",
+    ):
         build_model(dict(type="TimmClasifier", model_name="test_resnet"))
     with pytest.raises(ConfigError, match=r"model\.loss\.type: unknown loss type"):
-        build_model(dict(type="TimmClassifier", model_name="test_resnet",
-                         loss=dict(type="CrossEntropy")))
-    with pytest.raises(ConfigError, match=r"model\.init_cfg\.checkpoint: checkpoint not found: "
-                                          r"x\.safetensors"):
-        build_model(dict(type="TimmClassifier", model_name="test_resnet",
-                         init_cfg=dict(type="Pretrained", checkpoint="x.safetensors")))
+        build_model(
+            dict(type="TimmClassifier", model_name="test_resnet", loss=dict(type="CrossEntropy"))
+        )
+    with pytest.raises(
+        ConfigError,
+        match=r"model\.init_cfg\.checkpoint: checkpoint not found: "
+        r"x\.safetensors",
+    ):
+        build_model(
+            dict(
+                type="TimmClassifier",
+                model_name="test_resnet",
+                init_cfg=dict(type="Pretrained", checkpoint="x.safetensors"),
+            )
+        )
     model, _ = build_model(dict(type="TimmClassifier", model_name="test_resnet", init_cfg=None))
     assert isinstance(model, nn.Module)
 
@@ -101,8 +131,9 @@ def test_cross_entropy_matches_torch():
     torch.manual_seed(0)
     logits, target = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 1])
     weight = [1.0, 2.0, 0.5, 1.0]
-    loss = LOSSES.build(dict(type="CrossEntropyLoss", label_smoothing=0.1, weight=weight,
-                             loss_weight=2.0))
+    loss = LOSSES.build(
+        dict(type="CrossEntropyLoss", label_smoothing=0.1, weight=weight, loss_weight=2.0)
+    )
     ref = F.cross_entropy(logits, target, weight=torch.tensor(weight), label_smoothing=0.1)
     assert torch.allclose(loss(logits, target), 2.0 * ref)
     assert "weight" in dict(loss.named_buffers())  # follows .to(device)
@@ -118,8 +149,7 @@ def test_timm_losses_registered_and_equal():
     torch.manual_seed(0)
     logits, target = torch.randn(5, 3), torch.tensor([0, 1, 2, 1, 0])
     ls = LOSSES.build(dict(type="LabelSmoothingCrossEntropy", smoothing=0.1))
-    assert torch.allclose(ls(logits, target), F.cross_entropy(logits, target,
-                                                                label_smoothing=0.1))
+    assert torch.allclose(ls(logits, target), F.cross_entropy(logits, target, label_smoothing=0.1))
     soft = F.softmax(torch.randn(5, 3), dim=1)
     st = LOSSES.build(dict(type="SoftTargetCrossEntropy"))
     assert torch.allclose(st(logits, soft), F.cross_entropy(logits, soft))

@@ -1,4 +1,5 @@
 """Tests for acchooks.optim: build_optimizer (torch.optim and timm) and its config check."""
+
 from __future__ import annotations
 
 import pytest
@@ -59,8 +60,9 @@ def test_unknown_type_suggests(model):
 
 def test_bad_kwarg_suggests(model):
     problems = check_optimizer_config(dict(type="SGD", lr=0.1, momentun=0.9))
-    assert problems == ["optimizer: unexpected argument 'momentun' for SGD; "
-                        "did you mean 'momentum'?"]
+    assert problems == [
+        "optimizer: unexpected argument 'momentun' for SGD; did you mean 'momentum'?"
+    ]
     problems = check_optimizer_config(dict(type="lamb", lr=0.1, wieght_decay=0.1))
     assert len(problems) == 1 and "did you mean 'weight_decay'" in problems[0]
     with pytest.raises(ConfigError, match="momentun"):
@@ -69,8 +71,7 @@ def test_bad_kwarg_suggests(model):
 
 def test_paramwise_cfg_checked(model):  # implemented: tests/test_param_groups.py
     with pytest.raises(ConfigError, match="norm_decay_mult: needs optimizer.weight_decay"):
-        build_optimizer(model, dict(type="SGD", lr=0.1,
-                                    paramwise_cfg=dict(norm_decay_mult=0.0)))
+        build_optimizer(model, dict(type="SGD", lr=0.1, paramwise_cfg=dict(norm_decay_mult=0.0)))
 
 
 def test_valid_configs_have_no_problems():

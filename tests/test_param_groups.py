@@ -1,5 +1,6 @@
 """paramwise_cfg (mmcv's DefaultOptimizerConstructor semantics) and timm's layer decay,
 and schedules scaling every group from its own initial lr."""
+
 from __future__ import annotations
 
 import json
@@ -35,18 +36,34 @@ def settings(opt):
 
 def test_paramwise_mmcv_rules():
     model = Net()
-    opt = build_optimizer(model, dict(type="SGD", lr=0.1, momentum=0.9, weight_decay=1e-4,
-                                      paramwise_cfg=dict(bias_lr_mult=2.0, bias_decay_mult=0.5,
-                                                         norm_decay_mult=0.0,
-                                                         dwconv_decay_mult=0.1,
-                                                         custom_keys={"head": dict(lr_mult=0.1,
-                                                                                   decay_mult=3)})))
+    opt = build_optimizer(
+        model,
+        dict(
+            type="SGD",
+            lr=0.1,
+            momentum=0.9,
+            weight_decay=1e-4,
+            paramwise_cfg=dict(
+                bias_lr_mult=2.0,
+                bias_decay_mult=0.5,
+                norm_decay_mult=0.0,
+                dwconv_decay_mult=0.1,
+                custom_keys={"head": dict(lr_mult=0.1, decay_mult=3)},
+            ),
+        ),
+    )
     got = settings(opt)
     expect = {  # mmcv: custom key first; bias lr except norm bias; norm, dwconv, bias decay
-        model.conv.weight: (0.1, 1e-4), model.conv.bias: (0.2, 0.5e-4),
-        model.dw.weight: (0.1, 1e-5), model.bn.weight: (0.1, 0.0), model.bn.bias: (0.1, 0.0),
-        model.head.weight: (0.1 * 0.1, 3e-4), model.head.bias: (0.1 * 0.1, 3e-4),
-        model.frozen.weight: (0.1, 1e-4), model.frozen.bias: (0.1, 1e-4)}
+        model.conv.weight: (0.1, 1e-4),
+        model.conv.bias: (0.2, 0.5e-4),
+        model.dw.weight: (0.1, 1e-5),
+        model.bn.weight: (0.1, 0.0),
+        model.bn.bias: (0.1, 0.0),
+        model.head.weight: (0.1 * 0.1, 3e-4),
+        model.head.bias: (0.1 * 0.1, 3e-4),
+        model.frozen.weight: (0.1, 1e-4),
+        model.frozen.bias: (0.1, 1e-4),
+    }
     for p, (lr, wd) in expect.items():
         assert got[id(p)] == (pytest.approx(lr), pytest.approx(wd))
     assert len(opt.param_groups) == len({v for v in got.values()})  # merged
@@ -54,8 +71,17 @@ def test_paramwise_mmcv_rules():
 
 def test_paramwise_longest_custom_key_wins_and_timm_optimizer():
     model = Net()
-    opt = build_optimizer(model, dict(type="adamw", lr=1e-3, weight_decay=0.05, paramwise_cfg=dict(
-        custom_keys={"conv": dict(lr_mult=2.0), "conv.bias": dict(decay_mult=0.0)})))
+    opt = build_optimizer(
+        model,
+        dict(
+            type="adamw",
+            lr=1e-3,
+            weight_decay=0.05,
+            paramwise_cfg=dict(
+                custom_keys={"conv": dict(lr_mult=2.0), "conv.bias": dict(decay_mult=0.0)}
+            ),
+        ),
+    )
     got = settings(opt)
     assert got[id(model.conv.weight)] == (pytest.approx(2e-3), pytest.approx(0.05))
     assert got[id(model.conv.bias)] == (pytest.approx(1e-3), 0.0)
@@ -74,12 +100,15 @@ def test_layer_decay(opt_type):
     assert {g["weight_decay"] for g in opt.param_groups} == {0.0, 0.05}
 
 
-@pytest.mark.parametrize("cfg,match", [
-    (dict(paramwise_cfg=dict(norm_decay_mul=0.0)), "did you mean 'norm_decay_mult'"),
-    (dict(paramwise_cfg=dict(custom_keys={"head": dict(lr=2)})), r"custom_keys\['head'\]"),
-    (dict(layer_decay=-1), "layer_decay: expected a positive float"),
-    (dict(layer_decay=0.7, paramwise_cfg={}), "not both"),
-])
+@pytest.mark.parametrize(
+    "cfg,match",
+    [
+        (dict(paramwise_cfg=dict(norm_decay_mul=0.0)), "did you mean 'norm_decay_mult'"),
+        (dict(paramwise_cfg=dict(custom_keys={"head": dict(lr=2)})), r"custom_keys\['head'\]"),
+        (dict(layer_decay=-1), "layer_decay: expected a positive float"),
+        (dict(layer_decay=0.7, paramwise_cfg={}), "not both"),
+    ],
+)
 def test_param_group_config_errors(cfg, match):
     problems = check_optimizer_config(dict(type="SGD", lr=0.1, weight_decay=1e-4, **cfg))
     assert any(re.search(match, p) for p in problems), problems
@@ -88,11 +117,18 @@ def test_param_group_config_errors(cfg, match):
 
 
 def test_schedule_scales_each_group_from_its_own_lr(tmp_path):
-    cfg = mlp_config(tmp_path, runner=dict(max_epochs=2),
-                     optimizer=dict(type="SGD", lr=0.01, momentum=0.9, weight_decay=1e-4,
-                                    paramwise_cfg=dict(bias_lr_mult=2.0)),
-                     lr_config=dict(_delete_=True, policy="CosineAnnealing", min_lr_ratio=0.1,
-                                    by_epoch=False))
+    cfg = mlp_config(
+        tmp_path,
+        runner=dict(max_epochs=2),
+        optimizer=dict(
+            type="SGD",
+            lr=0.01,
+            momentum=0.9,
+            weight_decay=1e-4,
+            paramwise_cfg=dict(bias_lr_mult=2.0),
+        ),
+        lr_config=dict(_delete_=True, policy="CosineAnnealing", min_lr_ratio=0.1, by_epoch=False),
+    )
     runner = run_config(cfg)
     assert sorted(g["initial_lr"] for g in runner.optimizer.param_groups) == [0.01, 0.02]
     (log,) = tmp_path.glob("*.log.json")

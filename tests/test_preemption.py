@@ -1,4 +1,5 @@
 """SIGTERM / SIGUSR1: one checkpoint at an agreed iteration, exit 75, exact resume."""
+
 import json
 import os
 import shutil
@@ -13,21 +14,49 @@ from safetensors.torch import load_file
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny_cli.py"
 BIN = Path(sys.executable).parent
-LAUNCH2 = (str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")
-OPTS = ["model.drop_rate=0.2", "data.workers_per_gpu=1", "runner.max_epochs=3",
-        "checkpoint_config.interval=3"]
+LAUNCH2 = (
+    str(BIN / "accelerate"),
+    "launch",
+    "--multi_gpu",
+    "--num_processes",
+    "2",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+)
+OPTS = [
+    "model.drop_rate=0.2",
+    "data.workers_per_gpu=1",
+    "runner.max_epochs=3",
+    "checkpoint_config.interval=3",
+]
 
 
 def run(work, extra=(), launcher=(sys.executable,), signal_at=None):
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests' / 'data'}"}
     opts = list(OPTS)
     if signal_at:
-        opts += ["custom_imports={'imports': ['signal_hooks']}",
-                 f"custom_hooks=[{signal_at}]"]
-    return subprocess.run([*launcher, str(ROOT / "train.py"), "--config", str(TINY),
-                           "--work-dir", str(work), *extra, "--cfg-options", *opts],
-                          env=env, capture_output=True, text=True, timeout=300)
+        opts += ["custom_imports={'imports': ['signal_hooks']}", f"custom_hooks=[{signal_at}]"]
+    return subprocess.run(
+        [
+            *launcher,
+            str(ROOT / "train.py"),
+            "--config",
+            str(TINY),
+            "--work-dir",
+            str(work),
+            *extra,
+            "--cfg-options",
+            *opts,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def same_weights(a: Path, b: Path):
@@ -60,8 +89,12 @@ def test_two_processes_agree_when_one_is_signalled(tmp_path):
     work = tmp_path / "work"
     # only rank 1 receives the signal; both must stop after the same iteration: the next
     # one (the flags are all-reduced in the background during it)
-    res = run(work, extra=opts2, launcher=LAUNCH2,
-              signal_at="{'type': 'SignalAtIter', 'iter': 5, 'rank': 1}")
+    res = run(
+        work,
+        extra=opts2,
+        launcher=LAUNCH2,
+        signal_at="{'type': 'SignalAtIter', 'iter': 5, 'rank': 1}",
+    )
     # the launcher reports its workers' 75 as 1; the marker file says why
     assert res.returncode != 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert json.loads((work / "preempted.json").read_text())["iter"] == 6

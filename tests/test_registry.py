@@ -32,6 +32,7 @@ def test_duplicate_needs_force():
         pass
 
     with pytest.raises(KeyError, match="already registered.*force=True"):
+
         @reg.register_module(name="Foo")
         class Other:
             pass
@@ -53,24 +54,54 @@ def test_unknown_type_lists_closest():
 
 
 def test_public_registries_filled():
-    for name in ("OptimizerHook", "LrUpdaterHook", "CheckpointHook", "IterTimerHook", "EvalHook",
-                 "TextLoggerHook", "TensorboardLoggerHook"):
+    for name in (
+        "OptimizerHook",
+        "LrUpdaterHook",
+        "CheckpointHook",
+        "IterTimerHook",
+        "EvalHook",
+        "TextLoggerHook",
+        "TensorboardLoggerHook",
+    ):
         assert issubclass(HOOKS.get(name), Hook)
     assert "TimmClassifier" in MODELS
     assert {"Shapes", "ImageFolder"} <= set(DATASETS.keys())
 
 
-@pytest.mark.parametrize("value,expected", [
-    ("HIGHEST", 0), ("VERY_HIGH", 10), ("HIGH", 30), ("ABOVE_NORMAL", 40), ("NORMAL", 50),
-    ("BELOW_NORMAL", 60), ("LOW", 70), ("VERY_LOW", 90), ("LOWEST", 100), ("normal", 50),
-    (0, 0), (55, 55), (100, 100), (Priority.HIGH, 30)])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("HIGHEST", 0),
+        ("VERY_HIGH", 10),
+        ("HIGH", 30),
+        ("ABOVE_NORMAL", 40),
+        ("NORMAL", 50),
+        ("BELOW_NORMAL", 60),
+        ("LOW", 70),
+        ("VERY_LOW", 90),
+        ("LOWEST", 100),
+        ("normal", 50),
+        (0, 0),
+        (55, 55),
+        (100, 100),
+        (Priority.HIGH, 30),
+    ],
+)
 def test_priority_accepts(value, expected):
     assert get_priority(value) == expected
 
 
-@pytest.mark.parametrize("value,match", [
-    ("NORMALL", "did you mean 'NORMAL'"), (101, "between 0 and 100"), (-1, "between 0 and 100"),
-    (1.5, "must be a name"), (True, "must be a name"), (None, "must be a name")])
+@pytest.mark.parametrize(
+    "value,match",
+    [
+        ("NORMALL", "did you mean 'NORMAL'"),
+        (101, "between 0 and 100"),
+        (-1, "between 0 and 100"),
+        (1.5, "must be a name"),
+        (True, "must be a name"),
+        (None, "must be a name"),
+    ],
+)
 def test_priority_rejects(value, match):
     with pytest.raises((ValueError, TypeError), match=match):
         get_priority(value)

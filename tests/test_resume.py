@@ -1,4 +1,5 @@
 """Exact resume: stop, resume, finish == never stopped (weights, optimizer, losses)."""
+
 import json
 import shutil
 from pathlib import Path
@@ -14,8 +15,9 @@ RESUMABLE = dict(
     model=dict(drop_rate=0.3),
     data=dict(workers_per_gpu=2, train=dict(num_samples=40)),  # 5 iterations per epoch
     optimizer=dict(_delete_=True, type="AdamW", lr=1e-3, weight_decay=0.05),
-    lr_config=dict(_delete_=True, policy="step", step=[2], warmup="linear", warmup_iters=7,
-                   warmup_ratio=0.1),
+    lr_config=dict(
+        _delete_=True, policy="step", step=[2], warmup="linear", warmup_iters=7, warmup_ratio=0.1
+    ),
     checkpoint_config=dict(interval=3, by_epoch=False),
     runner=dict(max_epochs=3),
     workflow=[("train", 1)],
@@ -41,8 +43,9 @@ def _assert_same_final_state(a: Path, b: Path, name: str = "iter_15"):
         assert ta.keys() == tb.keys()
         for k in ta:
             assert torch.equal(ta[k], tb[k]), f"{f}: {k} differs"
-    assert json.loads((a / name / "optimizer.json").read_text()) == \
-        json.loads((b / name / "optimizer.json").read_text())
+    assert json.loads((a / name / "optimizer.json").read_text()) == json.loads(
+        (b / name / "optimizer.json").read_text()
+    )
 
 
 @pytest.mark.parametrize("resume_at", ["iter_6", "iter_9"], ids=["mid-epoch-2", "mid-epoch-2-late"])
@@ -60,8 +63,16 @@ def test_resume_at_epoch_boundary_is_bit_exact(straight, tmp_path):
     # iter-interval saves at 3, 6, 9, 12, 15; an epoch ends every 5 iterations: use an
     # epoch checkpoint from a run that also saves by epoch
     work = tmp_path / "by_epoch"
-    run_config(tiny_config(work, **{**RESUMABLE, "runner": dict(max_epochs=1),
-                                    "checkpoint_config": dict(interval=1, by_epoch=True)}))
+    run_config(
+        tiny_config(
+            work,
+            **{
+                **RESUMABLE,
+                "runner": dict(max_epochs=1),
+                "checkpoint_config": dict(interval=1, by_epoch=True),
+            },
+        )
+    )
     cfg = tiny_config(tmp_path / "resumed", **RESUMABLE, resume_from=str(work / "epoch_1"))
     run_config(cfg)
     _assert_same_final_state(straight, tmp_path / "resumed")
@@ -84,8 +95,16 @@ def test_weights_only_checkpoint_cannot_resume(straight, tmp_path):
     from acchooks.errors import ConfigError
 
     work = tmp_path / "w"
-    run_config(tiny_config(work, **{**RESUMABLE, "runner": dict(max_epochs=1),
-                                    "checkpoint_config": dict(interval=1, save_optimizer=False)}))
+    run_config(
+        tiny_config(
+            work,
+            **{
+                **RESUMABLE,
+                "runner": dict(max_epochs=1),
+                "checkpoint_config": dict(interval=1, save_optimizer=False),
+            },
+        )
+    )
     with pytest.raises(ConfigError, match="weights only.*load_from"):
         run_config(tiny_config(tmp_path / "r", **RESUMABLE, resume_from=str(work / "epoch_1")))
 
@@ -93,12 +112,16 @@ def test_weights_only_checkpoint_cannot_resume(straight, tmp_path):
 def test_incompatible_resume_is_a_clear_error(straight, tmp_path):
     from acchooks.errors import ConfigError
 
-    other = dict(RESUMABLE, model=dict(model_name="test_efficientnet"),
-                 resume_from=str(straight / "iter_6"))
+    other = dict(
+        RESUMABLE, model=dict(model_name="test_efficientnet"), resume_from=str(straight / "iter_6")
+    )
     with pytest.raises(ConfigError, match=r"resume_from .*iter_6: .*(missing|unexpected)"):
         run_config(tiny_config(tmp_path / "a", **other))
-    sgd = dict(RESUMABLE, optimizer=dict(_delete_=True, type="SGD", lr=0.1, momentum=0.9),
-               resume_from=str(straight / "iter_6"))
+    sgd = dict(
+        RESUMABLE,
+        optimizer=dict(_delete_=True, type="SGD", lr=0.1, momentum=0.9),
+        resume_from=str(straight / "iter_6"),
+    )
     with pytest.raises(ConfigError, match=r"resume_from .*iter_6: .*AdamW"):
         run_config(tiny_config(tmp_path / "b", **sgd))
 
@@ -127,25 +150,67 @@ def test_resume_on_another_number_of_processes(tmp_path):
     root = Path(__file__).resolve().parents[1]
     tiny = root / "tests" / "data" / "tiny_cli.py"
     env = {**os.environ, "PYTHONPATH": str(root)}
-    opts = ["--cfg-options", "runner.max_epochs=3", "checkpoint_config.interval=6",
-            "checkpoint_config.by_epoch=False"]
-    res = subprocess.run([sys.executable, str(root / "train.py"), "--config", str(tiny),
-                          "--work-dir", str(tmp_path), *opts], env=env, capture_output=True,
-                         text=True, timeout=300)
+    opts = [
+        "--cfg-options",
+        "runner.max_epochs=3",
+        "checkpoint_config.interval=6",
+        "checkpoint_config.by_epoch=False",
+    ]
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(root / "train.py"),
+            "--config",
+            str(tiny),
+            "--work-dir",
+            str(tmp_path),
+            *opts,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     shutil.copytree(tmp_path / "iter_6", tmp_path / "r" / "iter_6")
-    launcher = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu",
-                "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-                "--dynamo_backend", "no"]
-    res = subprocess.run([*launcher, str(root / "train.py"), "--config", str(tiny), "--work-dir",
-                          str(tmp_path / "r"), "--resume", "auto", *opts,
-                          "data.samples_per_gpu=8"], env=env, capture_output=True, text=True,
-                         timeout=300)
+    launcher = [
+        str(Path(sys.executable).parent / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
+    res = subprocess.run(
+        [
+            *launcher,
+            str(root / "train.py"),
+            "--config",
+            str(tiny),
+            "--work-dir",
+            str(tmp_path / "r"),
+            "--resume",
+            "auto",
+            *opts,
+            "data.samples_per_gpu=8",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "checkpoint written by 1 processes (global batch 16), now 2 processes" in res.stdout
     train = [r for r in losses_records(tmp_path / "r") if r.get("mode") == "train"]
     # epoch 2 continues at batch 3 of 4 (32 of 64 samples left), then all 4 of epoch 3
-    assert [(r["epoch"], r["iter"]) for r in train] == [(2, 3), (2, 4)] + [(3, i) for i in (1, 2, 3, 4)]
+    assert [(r["epoch"], r["iter"]) for r in train] == [(2, 3), (2, 4)] + [
+        (3, i) for i in (1, 2, 3, 4)
+    ]
 
 
 def losses_records(work: Path) -> list[dict]:

@@ -1,4 +1,5 @@
 """test.py: the same metrics as the EvalHook, on 1 and 2 processes."""
+
 import json
 import os
 import subprocess
@@ -13,8 +14,14 @@ BIN = Path(sys.executable).parent
 
 
 def run(script, args, cwd, launcher=(sys.executable,)):
-    return subprocess.run([*launcher, str(ROOT / script), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [*launcher, str(ROOT / script), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -27,16 +34,46 @@ def trained(tmp_path_factory):
     return work, [r for r in recs if "accuracy_top-1" in r][-1]
 
 
-@pytest.mark.parametrize("launcher", [
-    (sys.executable,),
-    (str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
-     "1", "--mixed_precision", "no", "--dynamo_backend", "no")], ids=["1proc", "2proc"])
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        (sys.executable,),
+        (
+            str(BIN / "accelerate"),
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+        ),
+    ],
+    ids=["1proc", "2proc"],
+)
 def test_test_cli_matches_eval_hook(trained, tmp_path, launcher):
     work, logged = trained
     out = tmp_path / "res.json"
-    res = run("test.py", ["--config", str(TINY), "--checkpoint", str(work / "epoch_2"),
-                          "--split", "val", "--out", str(out), "--work-dir", str(tmp_path)],
-              tmp_path, launcher)
+    res = run(
+        "test.py",
+        [
+            "--config",
+            str(TINY),
+            "--checkpoint",
+            str(work / "epoch_2"),
+            "--split",
+            "val",
+            "--out",
+            str(out),
+            "--work-dir",
+            str(tmp_path),
+        ],
+        tmp_path,
+        launcher,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     got = json.loads(out.read_text())
     assert got["num_samples"] == 30  # 30 val samples: no padding duplicates on 2 processes

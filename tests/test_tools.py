@@ -1,5 +1,6 @@
 """The ``acchooks`` command: train/test delegation, print-config, plot-curves,
 analyze-time, vis-lr (against the lr a real run logs) and convert."""
+
 from __future__ import annotations
 
 import glob
@@ -41,8 +42,15 @@ def _is_png(path) -> bool:
 RUN_A = dict(
     data=dict(train=dict(num_samples=32)),
     optimizer=dict(type="SGD", lr=0.02, momentum=0.9, paramwise_cfg=dict(bias_lr_mult=2.0)),
-    lr_config=dict(_delete_=True, policy="step", step=[1], gamma=0.5, warmup="linear",
-                   warmup_iters=3, warmup_ratio=0.1),
+    lr_config=dict(
+        _delete_=True,
+        policy="step",
+        step=[1],
+        gamma=0.5,
+        warmup="linear",
+        warmup_iters=3,
+        warmup_ratio=0.1,
+    ),
     momentum_config=dict(policy="CosineAnnealing", min_momentum_ratio=0.5, by_epoch=False),
     runner=dict(max_epochs=3),
     workflow=[("train", 1), ("val", 1)],
@@ -54,8 +62,15 @@ RUN_B = dict(
     data=dict(train=dict(num_samples=40)),
     optimizer=dict(_delete_=True, type="AdamW", lr=0.003, weight_decay=0.01),
     accelerator=dict(gradient_accumulation_steps=2),
-    lr_config=dict(_delete_=True, policy="CosineAnnealing", min_lr_ratio=0.01, by_epoch=False,
-                   warmup="exp", warmup_iters=2, warmup_ratio=0.2),
+    lr_config=dict(
+        _delete_=True,
+        policy="CosineAnnealing",
+        min_lr_ratio=0.01,
+        by_epoch=False,
+        warmup="exp",
+        warmup_iters=2,
+        warmup_ratio=0.2,
+    ),
     runner=dict(_delete_=True, type="IterBasedRunner", max_iters=13),
 )
 
@@ -74,8 +89,9 @@ def runs(tmp_path_factory):
 
 # ------------------------------------------------------------------ command line
 def test_module_help_lists_every_subcommand():
-    res = subprocess.run([sys.executable, "-m", "acchooks", "--help"], capture_output=True,
-                         text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "acchooks", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr
     for sub in SUBCOMMANDS:
         assert sub in res.stdout
@@ -98,8 +114,9 @@ def test_test_delegates_to_cli_test(runs, tmp_path, capsys):
 # ------------------------------------------------------------------ print-config
 def test_print_config_merges_options(tmp_path, capsys):
     cfg = _write_config(tmp_path / "c.py")
-    assert main(["print-config", cfg, "--cfg-options", "optimizer.lr=0.5",
-                 "runner.max_epochs=7"]) == 0
+    assert (
+        main(["print-config", cfg, "--cfg-options", "optimizer.lr=0.5", "runner.max_epochs=7"]) == 0
+    )
     ns: dict = {}
     exec(capsys.readouterr().out, ns)
     assert ns["optimizer"]["lr"] == 0.5 and ns["runner"]["max_epochs"] == 7
@@ -119,8 +136,25 @@ def test_print_config_errors(tmp_path, capsys):
 def test_plot_curves_overlays_runs_and_matches_log(runs, tmp_path):
     a, b = runs["a"]["log"], runs["b"]["log"]
     out, js = tmp_path / "curves.png", tmp_path / "curves.json"
-    assert main(["plot-curves", a, b, "--keys", "loss", "--legend", "A", "B",
-                 "--out", str(out), "--json", str(js)]) == 0
+    assert (
+        main(
+            [
+                "plot-curves",
+                a,
+                b,
+                "--keys",
+                "loss",
+                "--legend",
+                "A",
+                "B",
+                "--out",
+                str(out),
+                "--json",
+                str(js),
+            ]
+        )
+        == 0
+    )
     assert _is_png(out)
     series = json.load(open(js))["series"]
     assert [s["label"] for s in series] == ["A", "B"]
@@ -138,15 +172,43 @@ def test_plot_curves_overlays_runs_and_matches_log(runs, tmp_path):
 def test_plot_curves_val_metrics_against_epoch(runs, tmp_path):
     a = runs["a"]["log"]
     js = tmp_path / "c.json"
-    assert main(["plot-curves", a, "--keys", "accuracy_top-1", "--out", str(tmp_path / "c.png"),
-                 "--json", str(js)]) == 0
+    assert (
+        main(
+            [
+                "plot-curves",
+                a,
+                "--keys",
+                "accuracy_top-1",
+                "--out",
+                str(tmp_path / "c.png"),
+                "--json",
+                str(js),
+            ]
+        )
+        == 0
+    )
     (s,) = json.load(open(js))["series"]
     val = [r for r in _records(a) if r["mode"] == "val" and "accuracy_top-1" in r]
     assert s["mode"] == "val" and s["x_label"] == "epoch"
     assert s["x"] == [1, 2, 3] and s["y"] == [r["accuracy_top-1"] for r in val]
     # the loss of the val phase, by --mode
-    assert main(["plot-curves", a, "--keys", "loss", "--mode", "val",
-                 "--out", str(tmp_path / "v.png"), "--json", str(js)]) == 0
+    assert (
+        main(
+            [
+                "plot-curves",
+                a,
+                "--keys",
+                "loss",
+                "--mode",
+                "val",
+                "--out",
+                str(tmp_path / "v.png"),
+                "--json",
+                str(js),
+            ]
+        )
+        == 0
+    )
     (s,) = json.load(open(js))["series"]
     assert s["y"] == [r["loss"] for r in _records(a) if r["mode"] == "val" and "loss" in r]
 
@@ -155,20 +217,26 @@ def test_plot_curves_epoch_length_from_text_log(tmp_path):
     """Interval 2, 5 iterations per epoch: the last iteration of an epoch is not logged;
     the text log beside the JSON log gives the true epoch length."""
     log = tmp_path / "20240101_000000.log.json"
-    recs = [{"mode": "train", "epoch": e, "iter": i, "step": 5 * (e - 1) + i, "loss": 1.0 / i}
-            for e in (1, 2) for i in (2, 4)]
+    recs = [
+        {"mode": "train", "epoch": e, "iter": i, "step": 5 * (e - 1) + i, "loss": 1.0 / i}
+        for e in (1, 2)
+        for i in (2, 4)
+    ]
     log.write_text("\n".join(json.dumps(r) for r in [{"seed": 0}, *recs]) + "\n")
     js = tmp_path / "c.json"
 
     def xs():
-        assert main(["plot-curves", str(log), "--out", str(tmp_path / "c.png"),
-                     "--json", str(js)]) == 0
+        assert (
+            main(["plot-curves", str(log), "--out", str(tmp_path / "c.png"), "--json", str(js)])
+            == 0
+        )
         return json.load(open(js))["series"][0]["x"]
 
     assert xs() == [2, 4, 6, 8]  # mmcls's estimate: the largest logged iter
     (tmp_path / "20240101_000000.log").write_text(
         "... - INFO - global batch 8 = 8 per process x 1 processes x 1 accumulation; "
-        "5 iterations per epoch, 5 optimizer steps per epoch\n")
+        "5 iterations per epoch, 5 optimizer steps per epoch\n"
+    )
     assert xs() == [2, 4, 7, 9]
 
 
@@ -178,8 +246,21 @@ def test_plot_curves_missing_key_lists_keys(runs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no record has key 'los'" in err and "loss" in err and "accuracy_top-1" in err
     assert not out.exists()
-    assert main(["plot-curves", runs["b"]["log"], "--keys", "accuracy_top-1", "--mode", "val",
-                 "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "plot-curves",
+                runs["b"]["log"],
+                "--keys",
+                "accuracy_top-1",
+                "--mode",
+                "val",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "no val record has key" in capsys.readouterr().err
     assert main(["plot-curves", str(tmp_path / "none.log.json"), "--out", str(out)]) == 2
     assert "log file not found" in capsys.readouterr().err
@@ -194,7 +275,9 @@ def test_analyze_time_as_mmcls(runs, tmp_path, capsys):
             times.setdefault(r["epoch"], []).append(r["time"])
     for outliers in (False, True):
         js = tmp_path / f"t{outliers}.json"
-        argv = ["analyze-time", log, "--json", str(js)] + (["--include-outliers"] if outliers else [])
+        argv = ["analyze-time", log, "--json", str(js)] + (
+            ["--include-outliers"] if outliers else []
+        )
         assert main(argv) == 0
         text = capsys.readouterr().out
         (res,) = json.load(open(js))
@@ -260,16 +343,33 @@ def test_vis_lr_equals_logged_lr(runs, name, tmp_path):
 
 def test_vis_lr_dataset_size_and_gpus(tmp_path, capsys):
     folder = dict(type="ImageFolder", root=str(tmp_path / "no_such_data"), input_size=32)
-    cfg = _write_config(tmp_path / "imgs.py", data=dict(train=dict(_delete_=True, **folder),
-                                                       val=dict(_delete_=True, **folder)),
-                        lr_config=dict(_delete_=True, policy="step", step=[1]))
+    cfg = _write_config(
+        tmp_path / "imgs.py",
+        data=dict(train=dict(_delete_=True, **folder), val=dict(_delete_=True, **folder)),
+        lr_config=dict(_delete_=True, policy="step", step=[1]),
+    )
     out = tmp_path / "lr.png"
     assert main(["vis-lr", cfg, "--out", str(out)]) == 2
     assert "--dataset-size: needed" in capsys.readouterr().err and not out.exists()
     js = tmp_path / "lr.json"
     # 100 samples, 8 per process, 3 processes: 13 batches -> 5 per process (even_batches)
-    assert main(["vis-lr", cfg, "--dataset-size", "100", "--ngpus", "3", "--out", str(out),
-                 "--json", str(js)]) == 0
+    assert (
+        main(
+            [
+                "vis-lr",
+                cfg,
+                "--dataset-size",
+                "100",
+                "--ngpus",
+                "3",
+                "--out",
+                str(out),
+                "--json",
+                str(js),
+            ]
+        )
+        == 0
+    )
     sched = json.load(open(js))
     assert sched["iters_per_epoch"] == 5 and len(sched["lr"]) == 10
     assert sched["lr"][:5] == [0.01] * 5 and sched["lr"][5:] == pytest.approx([0.001] * 5)
@@ -279,8 +379,11 @@ def test_vis_lr_checks_the_schedule_past_problems_it_ignores(tmp_path, capsys):
     """vis-lr ignores problems of the model, data and workflow (they do not change the
     schedule); one of them, found by the first stage of the check, must not stop the
     later stages from reporting the rest of the config (here a misspelled hook type)."""
-    cfg = _write_config(tmp_path / "bad.py", workflow=[("test", 1)],  # ignored by vis-lr
-                        custom_hooks=[dict(type="EMAHok")])
+    cfg = _write_config(
+        tmp_path / "bad.py",
+        workflow=[("test", 1)],  # ignored by vis-lr
+        custom_hooks=[dict(type="EMAHok")],
+    )
     assert main(["vis-lr", cfg, "--out", str(tmp_path / "lr.png")]) == 2
     err = capsys.readouterr().err
     assert "custom_hooks[0].type: unknown hook type 'EMAHok'" in err and "workflow" not in err, err
@@ -293,6 +396,7 @@ class _Custom:  # pickled by reference: torch.load(weights_only=True) must refus
 
 def _mmcls_checkpoint(path):
     import timm
+
     model = timm.create_model("test_resnet", num_classes=4)
     state = model.state_dict()
     mm = {("head." if k.startswith("fc.") else "backbone.") + k: v for k, v in state.items()}
@@ -303,6 +407,7 @@ def _mmcls_checkpoint(path):
 def test_convert_mmcls_to_timm_safetensors(tmp_path, capsys):
     import timm
     from safetensors.torch import load_file
+
     src = tmp_path / "epoch_3.pth"
     _, state = _mmcls_checkpoint(src)
     out = tmp_path / "out" / "model.safetensors"
@@ -316,14 +421,32 @@ def test_convert_mmcls_to_timm_safetensors(tmp_path, capsys):
 
 def test_convert_prefixes_and_shared_tensors(tmp_path):
     from safetensors.torch import load_file
+
     w = torch.randn(6, 4)
-    state = {"module.enc.weight": w, "module.dec.weight": w,  # tied
-             "module.enc.part": w[:2], "module.t": torch.randn(4, 3).t()}  # view, non-contiguous
+    state = {
+        "module.enc.weight": w,
+        "module.dec.weight": w,  # tied
+        "module.enc.part": w[:2],
+        "module.t": torch.randn(4, 3).t(),
+    }  # view, non-contiguous
     src = tmp_path / "ddp.pt"
     torch.save(state, src)
     out = tmp_path / "o.safetensors"
-    assert main(["convert", str(src), str(out), "--strip-prefix", "module.",
-                 "--prefix-map", "enc.=encoder.", "--force"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                str(src),
+                str(out),
+                "--strip-prefix",
+                "module.",
+                "--prefix-map",
+                "enc.=encoder.",
+                "--force",
+            ]
+        )
+        == 0
+    )
     loaded = load_file(str(out))
     assert set(loaded) == {"encoder.weight", "dec.weight", "encoder.part", "t"}
     assert torch.equal(loaded["dec.weight"], w) and torch.equal(loaded["encoder.part"], w[:2])
@@ -331,12 +454,15 @@ def test_convert_prefixes_and_shared_tensors(tmp_path):
     assert main(["convert", str(src), str(out)]) == 2  # exists, no --force
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "input not found"),
-    ([1, 2, 3], "holds a list"),
-    ({"a": "text", "b": 3}, "holds no tensors"),
-    (_Custom(), "weights_only=True"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "input not found"),
+        ([1, 2, 3], "holds a list"),
+        ({"a": "text", "b": 3}, "holds no tensors"),
+        (_Custom(), "weights_only=True"),
+    ],
+)
 def test_convert_refuses_bad_input(tmp_path, capsys, content, message):
     src = tmp_path / "in.pth"
     if content is not None:

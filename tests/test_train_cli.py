@@ -1,4 +1,5 @@
 """The real command line: `python train.py`, `accelerate launch`, `torchrun`."""
+
 import json
 import os
 import subprocess
@@ -17,8 +18,14 @@ BIN = Path(sys.executable).parent
 
 def run(args, cwd, launcher=(sys.executable,), timeout=300):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([*launcher, str(ROOT / "train.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [*launcher, str(ROOT / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def records(work_dir: Path) -> list[dict]:
@@ -41,11 +48,21 @@ def test_json_log_fields(single_run):
     train = [r for r in recs if r.get("mode") == "train"]
     val = [r for r in recs if r.get("mode") == "val"]
     # 64 samples / 16 per batch = 4 iterations per epoch, 2 epochs, interval 1
-    assert [(r["epoch"], r["iter"], r["step"]) for r in train] == \
-        [(e, i, (e - 1) * 4 + i) for e in (1, 2) for i in (1, 2, 3, 4)]
+    assert [(r["epoch"], r["iter"], r["step"]) for r in train] == [
+        (e, i, (e - 1) * 4 + i) for e in (1, 2) for i in (1, 2, 3, 4)
+    ]
     for r in train:
-        assert {"mode", "epoch", "iter", "step", "lr", "momentum", "loss", "time",
-                "data_time"} <= set(r)
+        assert {
+            "mode",
+            "epoch",
+            "iter",
+            "step",
+            "lr",
+            "momentum",
+            "loss",
+            "time",
+            "data_time",
+        } <= set(r)
         assert r["momentum"] == 0.9 and isinstance(r["loss"], float)
     # step policy by epoch, step=[1], gamma=0.1: 0.01 in epoch 1, 0.001 in epoch 2
     assert [r["lr"] for r in train] == [0.01] * 4 + [pytest.approx(0.001, rel=1e-12)] * 4
@@ -88,15 +105,40 @@ def _last_step(work):
     return [r for r in records(work) if r.get("mode") == "train"][-1]["step"]
 
 
-@pytest.mark.parametrize("launcher", [
-    ("accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-     "--mixed_precision", "no", "--dynamo_backend", "no"),
-    ("torchrun", "--nproc_per_node", "2"),
-], ids=["accelerate", "torchrun"])
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        (
+            "accelerate",
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+        ),
+        ("torchrun", "--nproc_per_node", "2"),
+    ],
+    ids=["accelerate", "torchrun"],
+)
 def test_two_processes_take_the_steps_of_one(single_run, tmp_path, launcher):
     launcher = (str(BIN / launcher[0]), *launcher[1:])
-    res = run(["--config", str(TINY), "--work-dir", str(tmp_path),
-               "--cfg-options", "data.samples_per_gpu=8"], cwd=tmp_path, launcher=launcher)
+    res = run(
+        [
+            "--config",
+            str(TINY),
+            "--work-dir",
+            str(tmp_path),
+            "--cfg-options",
+            "data.samples_per_gpu=8",
+        ],
+        cwd=tmp_path,
+        launcher=launcher,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     recs = records(tmp_path)  # exactly one log (main process only)
     assert recs[0]["env_info"]["distributed_type"] == "DistributedType.MULTI_CPU"
@@ -146,8 +188,11 @@ def test_config_errors_reported_together_before_anything_is_made(tmp_path):
         "checkpoint_cfg: unknown top-level key; did you mean 'checkpoint_config'?",
     ]:
         assert expected in res.stderr, res.stderr
-    cfg.write_text(BAD.format(tiny=TINY).replace("evalution", "evaluation")
-                   .replace("checkpoint_cfg", "checkpoint_config"))
+    cfg.write_text(
+        BAD.format(tiny=TINY)
+        .replace("evalution", "evaluation")
+        .replace("checkpoint_cfg", "checkpoint_config")
+    )
     res = run(["--config", str(cfg), "--work-dir", str(work)], cwd=tmp_path)
     assert res.returncode == 2
     err = res.stderr
@@ -166,9 +211,11 @@ def test_config_errors_reported_together_before_anything_is_made(tmp_path):
 def test_custom_imports_hook_runs(tmp_path):
     (tmp_path / "my_hooks.py").write_text(MY_HOOKS)
     cfg = tmp_path / "good.py"
-    cfg.write_text(f"_base_ = '{TINY}'\nrunner = dict(max_epochs=1)\n"
-                   "custom_imports = dict(imports=['my_hooks'], allow_failed_imports=False)\n"
-                   "custom_hooks = [dict(type='MyHook', a=1, b=2, priority='HIGH')]\n")
+    cfg.write_text(
+        f"_base_ = '{TINY}'\nrunner = dict(max_epochs=1)\n"
+        "custom_imports = dict(imports=['my_hooks'], allow_failed_imports=False)\n"
+        "custom_hooks = [dict(type='MyHook', a=1, b=2, priority='HIGH')]\n"
+    )
     res = run(["--config", str(cfg), "--work-dir", str(tmp_path / "w")], cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "MyHook.before_run 1 2" in res.stdout
@@ -178,18 +225,34 @@ def test_custom_imports_hook_runs(tmp_path):
 def test_bad_config_under_accelerate_launch_exits_on_every_process(tmp_path):
     cfg = tmp_path / "bad.py"
     cfg.write_text(f"_base_ = '{TINY}'\nevalution = dict(interval=1)\n")
-    res = run(["--config", str(cfg), "--work-dir", str(tmp_path / "w")], cwd=tmp_path,
-              launcher=(str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
-                        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"),
-              timeout=120)
+    res = run(
+        ["--config", str(cfg), "--work-dir", str(tmp_path / "w")],
+        cwd=tmp_path,
+        launcher=(
+            str(BIN / "accelerate"),
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+        ),
+        timeout=120,
+    )
     assert res.returncode != 0
     assert res.stderr.count("did you mean 'evaluation'") == 1  # printed once, by rank 0
 
 
 def test_missing_data_folder(tmp_path):
     cfg = tmp_path / "folder.py"
-    cfg.write_text(f"_base_ = '{TINY}'\n"
-                   "data = dict(train=dict(_delete_=True, type='ImageFolder', root='nowhere'))\n")
+    cfg.write_text(
+        f"_base_ = '{TINY}'\n"
+        "data = dict(train=dict(_delete_=True, type='ImageFolder', root='nowhere'))\n"
+    )
     res = run(["--config", str(cfg)], cwd=tmp_path)
     assert res.returncode == 2
     assert "data.train.root: data folder not found: nowhere" in res.stderr
@@ -197,12 +260,24 @@ def test_missing_data_folder(tmp_path):
 
 
 def test_iter_based_runner(tmp_path):
-    res = run(["--config", str(TINY), "--work-dir", str(tmp_path), "--cfg-options",
-               "runner={'_delete_': True, 'type': 'IterBasedRunner', 'max_iters': 6}",
-               "checkpoint_config.by_epoch=False",
-               "checkpoint_config.interval=3", "evaluation.by_epoch=False",
-               "evaluation.interval=3", "lr_config.by_epoch=False", "lr_config.step=[4]",
-               "log_config.hooks.0.by_epoch=False"], cwd=tmp_path)
+    res = run(
+        [
+            "--config",
+            str(TINY),
+            "--work-dir",
+            str(tmp_path),
+            "--cfg-options",
+            "runner={'_delete_': True, 'type': 'IterBasedRunner', 'max_iters': 6}",
+            "checkpoint_config.by_epoch=False",
+            "checkpoint_config.interval=3",
+            "evaluation.by_epoch=False",
+            "evaluation.interval=3",
+            "lr_config.by_epoch=False",
+            "lr_config.step=[4]",
+            "log_config.hooks.0.by_epoch=False",
+        ],
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     recs = records(tmp_path)
     train = [r for r in recs if r.get("mode") == "train"]
@@ -218,8 +293,18 @@ def test_iter_based_runner(tmp_path):
 def test_quickstart_learns(tmp_path):
     """The README's quickstart, shortened to 4 epochs (~50 s: slow, so the default run stays
     well under 10 minutes; .ci/run still runs it)."""
-    res = run(["--config", str(ROOT / "configs" / "quickstart.py"), "--work-dir", str(tmp_path),
-               "--cfg-options", "runner.max_epochs=4"], cwd=tmp_path, timeout=600)
+    res = run(
+        [
+            "--config",
+            str(ROOT / "configs" / "quickstart.py"),
+            "--work-dir",
+            str(tmp_path),
+            "--cfg-options",
+            "runner.max_epochs=4",
+        ],
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     best = max(r["accuracy_top-1"] for r in records(tmp_path) if "accuracy_top-1" in r)
     assert best >= 90.0
@@ -229,35 +314,93 @@ def test_quickstart_learns(tmp_path):
 
 @pytest.mark.slow
 def test_bf16_from_config_and_launch_flag_wins(tmp_path):
-    res = run(["--config", str(TINY), "--work-dir", str(tmp_path / "cfg"), "--cfg-options",
-               "runner.max_epochs=1", "accelerator.mixed_precision=bf16"], cwd=tmp_path)
+    res = run(
+        [
+            "--config",
+            str(TINY),
+            "--work-dir",
+            str(tmp_path / "cfg"),
+            "--cfg-options",
+            "runner.max_epochs=1",
+            "accelerator.mixed_precision=bf16",
+        ],
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert records(tmp_path / "cfg")[0]["env_info"]["mixed_precision"] == "bf16"
-    res = run(["--config", str(TINY), "--work-dir", str(tmp_path / "flag"), "--cfg-options",
-               "runner.max_epochs=1"], cwd=tmp_path,
-              launcher=(str(BIN / "accelerate"), "launch", "--num_processes", "1",
-                        "--num_machines", "1", "--mixed_precision", "bf16",
-                        "--dynamo_backend", "no"))
+    res = run(
+        [
+            "--config",
+            str(TINY),
+            "--work-dir",
+            str(tmp_path / "flag"),
+            "--cfg-options",
+            "runner.max_epochs=1",
+        ],
+        cwd=tmp_path,
+        launcher=(
+            str(BIN / "accelerate"),
+            "launch",
+            "--num_processes",
+            "1",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "bf16",
+            "--dynamo_backend",
+            "no",
+        ),
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     recs = records(tmp_path / "flag")
     assert recs[0]["env_info"]["mixed_precision"] == "bf16"
     assert all(r["loss"] == r["loss"] for r in recs if r.get("mode") == "train")  # finite
 
 
-@pytest.mark.parametrize("launcher", [
-    (sys.executable,),
-    (str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
-     "1", "--mixed_precision", "no", "--dynamo_backend", "no")], ids=["1proc", "2proc"])
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        (sys.executable,),
+        (
+            str(BIN / "accelerate"),
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+        ),
+    ],
+    ids=["1proc", "2proc"],
+)
 def test_model_with_its_own_train_step(tmp_path, launcher):
     cfg = tmp_path / "own.py"
-    cfg.write_text(f"_base_ = '{TINY}'\n"
-                   "model = dict(_delete_=True, type='SelfStepping', num_classes=4)\n"
-                   "custom_imports = dict(imports=['custom_models'])\n"
-                   "workflow = [('train', 1), ('val', 1)]\n")
+    cfg.write_text(
+        f"_base_ = '{TINY}'\n"
+        "model = dict(_delete_=True, type='SelfStepping', num_classes=4)\n"
+        "custom_imports = dict(imports=['custom_models'])\n"
+        "workflow = [('train', 1), ('val', 1)]\n"
+    )
     env_path = f"{ROOT}{os.pathsep}{ROOT / 'tests' / 'data'}"
-    res = subprocess.run([*launcher, str(ROOT / "train.py"), "--config", str(cfg), "--work-dir",
-                          str(tmp_path / "w")], cwd=tmp_path, capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": env_path}, timeout=300)
+    res = subprocess.run(
+        [
+            *launcher,
+            str(ROOT / "train.py"),
+            "--config",
+            str(cfg),
+            "--work-dir",
+            str(tmp_path / "w"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": env_path},
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     recs = records(tmp_path / "w")
     train = [r for r in recs if r.get("mode") == "train"]
@@ -271,12 +414,25 @@ def test_model_with_its_own_train_step(tmp_path, launcher):
 
 def test_plain_registered_module(tmp_path):
     cfg = tmp_path / "plain.py"
-    cfg.write_text(f"_base_ = '{TINY}'\n"
-                   "model = dict(_delete_=True, type='TinyNet', num_classes=4, width=4)\n"
-                   "custom_imports = dict(imports=['custom_models'])\n")
-    res = subprocess.run([sys.executable, str(ROOT / "train.py"), "--config", str(cfg),
-                          "--work-dir", str(tmp_path / "w")], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests' / 'data'}"})
+    cfg.write_text(
+        f"_base_ = '{TINY}'\n"
+        "model = dict(_delete_=True, type='TinyNet', num_classes=4, width=4)\n"
+        "custom_imports = dict(imports=['custom_models'])\n"
+    )
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "--config",
+            str(cfg),
+            "--work-dir",
+            str(tmp_path / "w"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests' / 'data'}"},
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert any("accuracy_top-1" in r for r in records(tmp_path / "w"))

@@ -5,6 +5,7 @@ fault injection (:mod:`.faults`), and the work-dir housekeeping defined here: fi
 the newest complete checkpoint, the ``latest`` pointer, safe deletion and cleanup of
 staging directories left by killed saves.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,10 +35,24 @@ from .optimizer_state import flatten_optimizer_state, unflatten_optimizer_state
 from .reader import load_checkpoint, read_model_state, read_safetensors, verify_checkpoint
 
 __all__ = [
-    "FORMAT", "VERSION", "Checkpoint", "CheckpointError", "check_compatible", "clean_staging",
-    "find_latest", "flatten_optimizer_state", "load_checkpoint", "prepare_work_dir",
-    "read_latest_pointer", "read_model_state", "read_safetensors", "remove_checkpoint",
-    "save_checkpoint", "unflatten_optimizer_state", "update_latest_pointer", "verify_checkpoint",
+    "FORMAT",
+    "VERSION",
+    "Checkpoint",
+    "CheckpointError",
+    "check_compatible",
+    "clean_staging",
+    "find_latest",
+    "flatten_optimizer_state",
+    "load_checkpoint",
+    "prepare_work_dir",
+    "read_latest_pointer",
+    "read_model_state",
+    "read_safetensors",
+    "remove_checkpoint",
+    "save_checkpoint",
+    "unflatten_optimizer_state",
+    "update_latest_pointer",
+    "verify_checkpoint",
 ]
 
 LATEST = "latest"
@@ -140,8 +155,9 @@ def remove_checkpoint(path: str | Path) -> None:
     if not d.exists():
         return
     if not d.is_dir() or not ((d / MANIFEST).is_file() or not any(d.iterdir())):
-        raise CheckpointError(f"refusing to delete {d}: not an acchooks checkpoint directory "
-                              f"(no {MANIFEST})")
+        raise CheckpointError(
+            f"refusing to delete {d}: not an acchooks checkpoint directory (no {MANIFEST})"
+        )
     trash = _aside(d, TRASH_PREFIX)
     os.rename(d, trash)
     _fsync_dir(d.parent)
@@ -175,6 +191,8 @@ def prepare_work_dir(work_dir: str | Path, logger: logging.Logger | None = None)
     removed = clean_staging(work_dir)
     log = logger or logging.getLogger("acchooks")
     for p in removed:
-        log.warning(f"removed {p.name} from {p.parent}: left by a save or delete that was "
-                    "interrupted (it was never a complete checkpoint)")
+        log.warning(
+            f"removed {p.name} from {p.parent}: left by a save or delete that was "
+            "interrupted (it was never a complete checkpoint)"
+        )
     return removed

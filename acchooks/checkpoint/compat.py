@@ -1,6 +1,7 @@
 """Does a checkpoint fit this model and optimizer? Checked before resume touches either,
 so a checkpoint of another model or optimizer is a message naming the keys, not a torch
 traceback halfway through ``load_state_dict``."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -11,11 +12,29 @@ from torch import nn
 from .format import Checkpoint
 
 # Per-parameter state of torch.optim optimizers: always the shape of the parameter.
-_PARAM_SHAPED = {"momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq", "exp_inf",
-                 "square_avg", "grad_avg", "acc_delta", "sum", "ax", "prev"}
+_PARAM_SHAPED = {
+    "momentum_buffer",
+    "exp_avg",
+    "exp_avg_sq",
+    "max_exp_avg_sq",
+    "exp_inf",
+    "square_avg",
+    "grad_avg",
+    "acc_delta",
+    "sum",
+    "ax",
+    "prev",
+}
 # param_group keys that torch adds or drops between versions: not a sign of another type.
-_VERSION_KEYS = {"foreach", "fused", "differentiable", "capturable", "maximize",
-                 "decoupled_weight_decay", "initial_lr"}
+_VERSION_KEYS = {
+    "foreach",
+    "fused",
+    "differentiable",
+    "capturable",
+    "maximize",
+    "decoupled_weight_decay",
+    "initial_lr",
+}
 
 
 def _names(keys: Iterable[str], limit: int = 8) -> str:
@@ -30,21 +49,28 @@ def check_model(saved: dict[str, torch.Tensor], model: nn.Module, where: str) ->
     problems = []
     missing = [k for k in own if k not in saved]
     unexpected = [k for k in saved if k not in own]
-    shapes = [f"{k} {tuple(saved[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in saved and saved[k].shape != own[k].shape]
+    shapes = [
+        f"{k} {tuple(saved[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in saved and saved[k].shape != own[k].shape
+    ]
     if missing:
-        problems.append(f"{where}: {len(missing)} model key(s) missing from the checkpoint: "
-                        f"{_names(missing)}")
+        problems.append(
+            f"{where}: {len(missing)} model key(s) missing from the checkpoint: {_names(missing)}"
+        )
     if unexpected:
-        problems.append(f"{where}: {len(unexpected)} checkpoint key(s) the model does not have: "
-                        f"{_names(unexpected)}")
+        problems.append(
+            f"{where}: {len(unexpected)} checkpoint key(s) the model does not have: "
+            f"{_names(unexpected)}"
+        )
     if shapes:
         problems.append(f"{where}: {len(shapes)} shape mismatch(es): {_names(shapes, 5)}")
     return problems
 
 
-def check_optimizer(saved: dict, optimizer: torch.optim.Optimizer, where: str,
-                    saved_type: str | None = None) -> list[str]:
+def check_optimizer(
+    saved: dict, optimizer: torch.optim.Optimizer, where: str, saved_type: str | None = None
+) -> list[str]:
     """Another optimizer type, other parameter groups, or state of the wrong shapes."""
     opt = getattr(optimizer, "optimizer", optimizer)  # unwrap Accelerate's AcceleratedOptimizer
     kind = type(opt).__name__
@@ -56,19 +82,26 @@ def check_optimizer(saved: dict, optimizer: torch.optim.Optimizer, where: str,
     problems = []
     for i, (g, o) in enumerate(zip(groups, own, strict=True)):
         if len(g.get("params", [])) != len(o["params"]):
-            problems.append(f"{where}: param_groups[{i}] holds {len(g.get('params', []))} "
-                            f"parameters, {kind} here has {len(o['params'])}")
+            problems.append(
+                f"{where}: param_groups[{i}] holds {len(g.get('params', []))} "
+                f"parameters, {kind} here has {len(o['params'])}"
+            )
         extra = sorted(set(g) - set(o) - _VERSION_KEYS - {"params"})
         lacking = sorted(set(o) - set(g) - _VERSION_KEYS - {"params"})
         if extra or lacking:
-            problems.append(f"{where}: param_groups[{i}] has hyper-parameters "
-                            f"{extra or '[]'} that {kind} does not use and lacks {lacking or '[]'}; "
-                            f"it was saved by another optimizer type")
+            problems.append(
+                f"{where}: param_groups[{i}] has hyper-parameters "
+                f"{extra or '[]'} that {kind} does not use and lacks {lacking or '[]'}; "
+                f"it was saved by another optimizer type"
+            )
     if problems:
         return problems
     # torch maps saved ids to parameters by position across the groups.
-    params = {pid: p for g, o in zip(groups, own, strict=True)
-              for pid, p in zip(g["params"], o["params"], strict=True)}
+    params = {
+        pid: p
+        for g, o in zip(groups, own, strict=True)
+        for pid, p in zip(g["params"], o["params"], strict=True)
+    }
     bad = []
     for pid, values in saved.get("state", {}).items():
         p = params.get(pid)
@@ -78,18 +111,23 @@ def check_optimizer(saved: dict, optimizer: torch.optim.Optimizer, where: str,
             if name in _PARAM_SHAPED and isinstance(v, torch.Tensor) and v.shape != p.shape:
                 bad.append(f"state[{pid}].{name} {tuple(v.shape)} vs parameter {tuple(p.shape)}")
     if bad:
-        problems.append(f"{where}: {len(bad)} state tensor(s) do not fit the parameters: "
-                        f"{_names(bad, 5)}")
+        problems.append(
+            f"{where}: {len(bad)} state tensor(s) do not fit the parameters: {_names(bad, 5)}"
+        )
     return problems
 
 
-def check_compatible(ckpt: Checkpoint, model: nn.Module,
-                     optimizer: torch.optim.Optimizer | None = None) -> list[str]:
+def check_compatible(
+    ckpt: Checkpoint, model: nn.Module, optimizer: torch.optim.Optimizer | None = None
+) -> list[str]:
     """Problems that would make resuming ``ckpt`` into ``model``/``optimizer`` fail or
     silently mismatch; empty when it fits. ``model`` is the unwrapped model."""
     problems = check_model(ckpt.model_state, model, f"{ckpt.path}/model.safetensors")
     if optimizer is not None and ckpt.optimizer_state is not None:
-        problems += check_optimizer(ckpt.optimizer_state, optimizer,
-                                    f"{ckpt.path}/optimizer.json",
-                                    ckpt.meta.get("optimizer_type"))
+        problems += check_optimizer(
+            ckpt.optimizer_state,
+            optimizer,
+            f"{ckpt.path}/optimizer.json",
+            ckpt.meta.get("optimizer_type"),
+        )
     return problems

@@ -17,6 +17,7 @@ Phases, in the order a save reaches them (``n`` counts per phase and per process
                      temporary file that has not yet replaced the old pointer
 ``rotation``         an old checkpoint renamed to a trash name and partly deleted
 """
+
 from __future__ import annotations
 
 import os
@@ -42,10 +43,12 @@ def kill_point(phase: str, half_done: Callable[[], None] | None = None) -> None:
 
 def truncate_half(f: Path) -> Callable[[], None]:
     """A ``half_done`` that cuts ``f`` to half its size, as a kill mid-write would."""
+
     def cut() -> None:
         with open(f, "rb+") as fh:
             fh.truncate(os.fstat(fh.fileno()).st_size // 2)
             os.fsync(fh.fileno())
+
     return cut
 
 
@@ -53,8 +56,10 @@ def _maybe_kill(phase: str, spec: str, half_done: Callable[[], None] | None) -> 
     name, _, nth = spec.partition(":")
     # A typo must fail the test loudly, not silently never kill.
     if name not in PHASES or not (nth == "" or (nth.isdigit() and int(nth) > 0)):
-        raise ValueError(f"{ENV}={spec!r}: expected <phase>[:<n>] with phase one of "
-                         f"{', '.join(PHASES)} and n a positive int")
+        raise ValueError(
+            f"{ENV}={spec!r}: expected <phase>[:<n>] with phase one of "
+            f"{', '.join(PHASES)} and n a positive int"
+        )
     _reached[phase] = _reached.get(phase, 0) + 1
     if name != phase or _reached[phase] != int(nth or 1):
         return

@@ -18,6 +18,7 @@ checksum is computed from the tensors' memory as it is written (no second read),
 (``sync_file_range``) while the fsync of a finished file runs in a thread as the next one
 is written.
 """
+
 from __future__ import annotations
 
 import functools
@@ -56,8 +57,10 @@ _RESERVED_GROUPS = {"model", "optimizer", "state", "manifest"}
 # non-cryptographic hash is enough: it is there to catch accidental corruption (same size,
 # different bytes), not tampering (whoever can change a file can rewrite the manifest).
 CHECKSUM = "xxh3_128"
-CHECKSUMS: dict[str, Callable[[], Any]] = {"xxh3_128": xxhash.xxh3_128,
-                                           "sha256": hashlib.sha256}  # earlier versions
+CHECKSUMS: dict[str, Callable[[], Any]] = {
+    "xxh3_128": xxhash.xxh3_128,
+    "sha256": hashlib.sha256,
+}  # earlier versions
 _ST_METADATA = {"format": "pt"}  # what safetensors.torch.save_file callers usually write
 _CHUNK = 4 << 20  # bytes per write(); with fsync, each chunk's write-back starts at once
 
@@ -93,8 +96,10 @@ def _check_json(obj: Any, label: str, path: str = "") -> None:
         return
     if isinstance(obj, float):
         if not math.isfinite(obj):
-            raise CheckpointError(f"{where} is {obj}; strict JSON has no NaN/Infinity "
-                                  "(hint: store None or a string instead)")
+            raise CheckpointError(
+                f"{where} is {obj}; strict JSON has no NaN/Infinity "
+                "(hint: store None or a string instead)"
+            )
         return
     if isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
@@ -103,14 +108,20 @@ def _check_json(obj: Any, label: str, path: str = "") -> None:
     if isinstance(obj, dict):
         for k, v in obj.items():
             if not isinstance(k, str):
-                raise CheckpointError(f"{where} has a non-string key {k!r} "
-                                      f"({type(k).__name__}); JSON keys must be str")
+                raise CheckpointError(
+                    f"{where} has a non-string key {k!r} "
+                    f"({type(k).__name__}); JSON keys must be str"
+                )
             _check_json(v, label, f"{path}.{k}" if path else k)
         return
-    hint = ("tensors belong in a tensor group" if isinstance(obj, torch.Tensor)
-            else "convert it to a list/dict/str/int/float/bool/None")
-    raise CheckpointError(f"{where} is a {type(obj).__name__}, which is not JSON ({hint}); "
-                          "checkpoints never pickle")
+    hint = (
+        "tensors belong in a tensor group"
+        if isinstance(obj, torch.Tensor)
+        else "convert it to a list/dict/str/int/float/bool/None"
+    )
+    raise CheckpointError(
+        f"{where} is a {type(obj).__name__}, which is not JSON ({hint}); checkpoints never pickle"
+    )
 
 
 def _dumps(obj: Any, label: str) -> bytes:
@@ -184,9 +195,10 @@ def _linux_io() -> tuple[Callable | None, Callable | None]:
     except OSError:
         return None, None
     fns = []
-    for name, args in (("fallocate", (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)),
-                       ("sync_file_range", (ctypes.c_int, ctypes.c_int64, ctypes.c_int64,
-                                            ctypes.c_uint))):
+    for name, args in (
+        ("fallocate", (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)),
+        ("sync_file_range", (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)),
+    ):
         fn = getattr(libc, name, None)
         if fn is not None:
             fn.argtypes, fn.restype = args, ctypes.c_int
@@ -201,24 +213,39 @@ _SYNC_FILE_RANGE_WRITE = 2  # start write-back of the range, do not wait for it
 def _st_dtypes() -> dict[torch.dtype, str]:
     """torch dtype -> safetensors dtype name, in the order safetensors lays tensors out
     (descending alignment, its Dtype enum order); others are left to safetensors."""
-    names = [("uint64", "U64"), ("int64", "I64"), ("float64", "F64"), ("complex64", "C64"),
-             ("float32", "F32"), ("uint32", "U32"), ("int32", "I32"), ("bfloat16", "BF16"),
-             ("float16", "F16"), ("uint16", "U16"), ("int16", "I16"),
-             ("float8_e4m3fn", "F8_E4M3"), ("float8_e5m2", "F8_E5M2"), ("int8", "I8"),
-             ("uint8", "U8"), ("bool", "BOOL")]
+    names = [
+        ("uint64", "U64"),
+        ("int64", "I64"),
+        ("float64", "F64"),
+        ("complex64", "C64"),
+        ("float32", "F32"),
+        ("uint32", "U32"),
+        ("int32", "I32"),
+        ("bfloat16", "BF16"),
+        ("float16", "F16"),
+        ("uint16", "U16"),
+        ("int16", "I16"),
+        ("float8_e4m3fn", "F8_E4M3"),
+        ("float8_e5m2", "F8_E5M2"),
+        ("int8", "I8"),
+        ("uint8", "U8"),
+        ("bool", "BOOL"),
+    ]
     return {getattr(torch, t): n for t, n in names if hasattr(torch, t)}
 
 
-def _safetensors_parts(tensors: dict[str, torch.Tensor],
-                       metadata: dict[str, str]) -> list[memoryview] | None:
+def _safetensors_parts(
+    tensors: dict[str, torch.Tensor], metadata: dict[str, str]
+) -> list[memoryview] | None:
     """The bytes of ``safetensors.torch.save_file(tensors, f, metadata)`` as a header plus
     zero-copy views of the tensors' memory, or None where safetensors should write it
     (a dtype not listed in :func:`_st_dtypes`, a big-endian machine, a sparse tensor).
 
     Tensors must be CPU and contiguous (as :func:`_dedup` returns them)."""
     dtypes = _st_dtypes()
-    if sys.byteorder != "little" or any(t.dtype not in dtypes or t.layout != torch.strided
-                                        for t in tensors.values()):
+    if sys.byteorder != "little" or any(
+        t.dtype not in dtypes or t.layout != torch.strided for t in tensors.values()
+    ):
         return None
     rank = {dt: i for i, dt in enumerate(dtypes)}
     header: dict[str, Any] = {"__metadata__": metadata}
@@ -226,8 +253,11 @@ def _safetensors_parts(tensors: dict[str, torch.Tensor],
     offset = 0
     for key, t in sorted(tensors.items(), key=lambda kv: (rank[kv[1].dtype], kv[0])):
         n = t.numel() * t.element_size()
-        header[key] = {"dtype": dtypes[t.dtype], "shape": list(t.shape),
-                       "data_offsets": [offset, offset + n]}
+        header[key] = {
+            "dtype": dtypes[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + n],
+        }
         offset += n
         if n:
             try:  # a 1-D uint8 view of the same memory; numpy keeps the tensor alive
@@ -248,12 +278,12 @@ def _write_parts(fd: int, parts: list[memoryview], fsync: bool, h: Any) -> None:
     written = flushing = 0
     for part in parts:
         for i in range(0, len(part), _CHUNK):
-            chunk = part[i:i + _CHUNK]
+            chunk = part[i : i + _CHUNK]
             if h is not None:
                 h.update(chunk)
             written += len(chunk)
             while chunk:
-                chunk = chunk[os.write(fd, chunk):]
+                chunk = chunk[os.write(fd, chunk) :]
             if fsync and sync_range is not None and written - flushing >= _CHUNK:
                 sync_range(fd, flushing, written - flushing, _SYNC_FILE_RANGE_WRITE)
                 flushing = written
@@ -267,8 +297,10 @@ def _aside(d: Path, prefix: str) -> Path:
 def _check_name(name: Any, what: str) -> str:
     # Names come from a manifest we may not trust: no paths, no hidden files.
     if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or ".." in name:
-        raise CheckpointError(f"{what}: invalid file or group name {name!r}; expected a plain "
-                              "name of letters, digits, '_', '-', '.'")
+        raise CheckpointError(
+            f"{what}: invalid file or group name {name!r}; expected a plain "
+            "name of letters, digits, '_', '-', '.'"
+        )
     return name
 
 
@@ -285,8 +317,9 @@ def _dedup(tensors: dict, label: str) -> tuple[dict[str, torch.Tensor], dict[str
     storages: set[tuple] = set()
     for k, t in tensors.items():
         if not isinstance(k, str) or not isinstance(t, torch.Tensor):
-            raise CheckpointError(f"{label}: entry {k!r} is a {type(t).__name__}; expected "
-                                  "str -> torch.Tensor")
+            raise CheckpointError(
+                f"{label}: entry {k!r} is a {type(t).__name__}; expected str -> torch.Tensor"
+            )
         if t.device.type == "meta":
             raise CheckpointError(f"{label}: tensor '{k}' is on the meta device (no data)")
         t = t.detach()
@@ -319,8 +352,9 @@ def _installed_versions() -> dict[str, str]:
     return out
 
 
-def _write_group(f: Path, tensors: dict[str, torch.Tensor], fsync: bool, checksum: bool,
-                 pool: ThreadPoolExecutor) -> Future:
+def _write_group(
+    f: Path, tensors: dict[str, torch.Tensor], fsync: bool, checksum: bool, pool: ThreadPoolExecutor
+) -> Future:
     """Write one tensor group as the new safetensors file ``f``.
 
     Returns once every byte is written (to the page cache), with a future that finishes
@@ -334,6 +368,7 @@ def _write_group(f: Path, tensors: dict[str, torch.Tensor], fsync: bool, checksu
             if fsync:
                 _fsync_file(f)
             return _file_digest(f) if checksum else None
+
         return pool.submit(finish_file)
 
     h = CHECKSUMS[CHECKSUM]() if checksum else None
@@ -346,6 +381,7 @@ def _write_group(f: Path, tensors: dict[str, torch.Tensor], fsync: bool, checksu
         finally:
             os.close(fd)
         return h.hexdigest() if h is not None else None
+
     try:
         _write_parts(fd, parts, fsync, h)
         return pool.submit(finish_fd)
@@ -355,22 +391,34 @@ def _write_group(f: Path, tensors: dict[str, torch.Tensor], fsync: bool, checksu
 
 
 # ----------------------------------------------------------------------------- save
-def save_checkpoint(path: str | Path, *, model_state: dict[str, torch.Tensor],
-                    optimizer_state: dict | None = None,
-                    tensors: dict[str, dict[str, torch.Tensor]] | None = None,
-                    state: dict | None = None, meta: dict | None = None,
-                    fsync: bool = True, checksum: bool = True) -> Path:
+def save_checkpoint(
+    path: str | Path,
+    *,
+    model_state: dict[str, torch.Tensor],
+    optimizer_state: dict | None = None,
+    tensors: dict[str, dict[str, torch.Tensor]] | None = None,
+    state: dict | None = None,
+    meta: dict | None = None,
+    fsync: bool = True,
+    checksum: bool = True,
+) -> Path:
     """Write a checkpoint directory at ``path``; it appears only once complete."""
     target = Path(path)
     _check_name(target.name, str(target))
     if target.exists() and not (target / MANIFEST).is_file():
-        raise CheckpointError(f"{target} exists and is not an acchooks checkpoint; refusing "
-                              "to replace it (hint: choose another name or remove it)")
+        raise CheckpointError(
+            f"{target} exists and is not an acchooks checkpoint; refusing "
+            "to replace it (hint: choose another name or remove it)"
+        )
     # Reject bad input before the first byte is written.
     groups: dict[str, dict] = {MODEL_FILE: model_state}
     jsons: dict[str, bytes] = {}
-    contents: dict[str, Any] = {"model": MODEL_FILE, "optimizer": None, "tensors": {},
-                                "state": None}
+    contents: dict[str, Any] = {
+        "model": MODEL_FILE,
+        "optimizer": None,
+        "tensors": {},
+        "state": None,
+    }
     if optimizer_state is not None:
         try:
             groups[OPTIM_TENSORS], odata = flatten_optimizer_state(optimizer_state)
@@ -406,8 +454,10 @@ def save_checkpoint(path: str | Path, *, model_state: dict[str, torch.Tensor],
                     raise CheckpointError(f"{fname}: could not write it ({e})") from e
                 del uniq  # free the CPU copy before the next group
                 if fname in (MODEL_FILE, OPTIM_TENSORS):  # its bytes are all written
-                    kill_point("model" if fname == MODEL_FILE else "optimizer",
-                               truncate_half(staging / fname))
+                    kill_point(
+                        "model" if fname == MODEL_FILE else "optimizer",
+                        truncate_half(staging / fname),
+                    )
                 if al:
                     aliases[fname] = al
             for fname, data in jsons.items():
@@ -420,13 +470,21 @@ def save_checkpoint(path: str | Path, *, model_state: dict[str, torch.Tensor],
                     raise CheckpointError(f"{fname}: could not write it ({e})") from e
         files = {}
         for fname in [*groups, *jsons]:
-            files[fname] = {"size": (staging / fname).stat().st_size,
-                            **({CHECKSUM: digests[fname]} if checksum else {})}
+            files[fname] = {
+                "size": (staging / fname).stat().st_size,
+                **({CHECKSUM: digests[fname]} if checksum else {}),
+            }
         kill_point("before_manifest")
-        manifest = {"format": FORMAT, "version": VERSION,
-                    "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    "meta": meta or {}, "versions": _versions(), "contents": contents,
-                    "aliases": aliases, "files": files}
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "meta": meta or {},
+            "versions": _versions(),
+            "contents": contents,
+            "aliases": aliases,
+            "files": files,
+        }
         _write_bytes(staging / MANIFEST, _dumps(manifest, MANIFEST), fsync)
         if fsync:
             _fsync_dir(staging)
@@ -454,5 +512,3 @@ def _commit(staging: Path, target: Path, fsync: bool) -> None:
         _fsync_dir(target.parent)
     if trash is not None:
         shutil.rmtree(trash, ignore_errors=True)
-
-

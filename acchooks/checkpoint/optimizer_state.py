@@ -9,6 +9,7 @@ and only string keys, so the flattened form records the paths that held tuples (
 preserves the type of the param ids. Nothing here checks JSON strictness: the writer
 does that once, naming the offending key.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -104,7 +105,9 @@ def unflatten_optimizer_state(tensors: dict[str, torch.Tensor], data: dict) -> d
     }
     for path in sorted(data.get("tuples", []), key=len, reverse=True):
         _to_tuple(tree, path)
-    out = {"state": {e["id"]: e["values"] for e in tree["state"]},
-           "param_groups": tree["param_groups"]}
+    out = {
+        "state": {e["id"]: e["values"] for e in tree["state"]},
+        "param_groups": tree["param_groups"],
+    }
     out.update(tree["extra"])
     return out

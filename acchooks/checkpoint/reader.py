@@ -5,6 +5,7 @@ xxh3_128, or sha256 in checkpoints written by earlier acchooks versions) before 
 parsed, a safetensors header is bounds-checked before safetensors sees it, and only
 safetensors and strict JSON are read: nothing here can unpickle.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -44,7 +45,8 @@ def read_safetensors(f: str | Path, device: str | torch.device = "cpu") -> dict[
     if n < 0 or n > size - 8 or n > MAX_HEADER_BYTES:
         raise CheckpointError(
             f"{f}: not a valid safetensors file: header claims {n} bytes but the file has "
-            f"{size} bytes (limit {MAX_HEADER_BYTES}); the file is corrupt or not a checkpoint")
+            f"{size} bytes (limit {MAX_HEADER_BYTES}); the file is corrupt or not a checkpoint"
+        )
     try:
         return safetensors.torch.load_file(f, device=str(device))
     except Exception as e:  # safetensors raises its own error types
@@ -57,8 +59,9 @@ def verify_checkpoint(path: str | Path, verify: str = "checksum") -> dict:
         raise ValueError(f"verify must be 'checksum', 'size' or 'none', got {verify!r}")
     d = Path(path)
     if d.is_file():
-        raise CheckpointError(f"not an acchooks checkpoint: {d} is a file, not a "
-                              f"checkpoint directory; {_PTH_HINT}")
+        raise CheckpointError(
+            f"not an acchooks checkpoint: {d} is a file, not a checkpoint directory; {_PTH_HINT}"
+        )
     if not d.is_dir():
         raise CheckpointError(f"checkpoint {d} does not exist")
     if not (d / MANIFEST).is_file():
@@ -68,25 +71,33 @@ def verify_checkpoint(path: str | Path, verify: str = "checksum") -> dict:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise CheckpointError(f"{d / MANIFEST}: expected format '{FORMAT}', found {found!r}")
     if not isinstance(manifest.get("version"), int) or manifest["version"] > VERSION:
-        raise CheckpointError(f"{d / MANIFEST}: format version {manifest.get('version')!r} is "
-                              f"not supported (this acchooks reads <= {VERSION}); upgrade acchooks")
+        raise CheckpointError(
+            f"{d / MANIFEST}: format version {manifest.get('version')!r} is "
+            f"not supported (this acchooks reads <= {VERSION}); upgrade acchooks"
+        )
     files = manifest.get("files")
     if not isinstance(files, dict) or not isinstance(manifest.get("contents"), dict):
         raise CheckpointError(f"{d / MANIFEST}: expected 'files' and 'contents' mappings")
     for name, info in files.items():
         f = d / _check_name(name, str(d / MANIFEST))
         if not isinstance(info, dict):
-            raise CheckpointError(f"{d / MANIFEST}: entry for '{name}' should be a mapping "
-                                  f"with 'size', found {type(info).__name__}")
+            raise CheckpointError(
+                f"{d / MANIFEST}: entry for '{name}' should be a mapping "
+                f"with 'size', found {type(info).__name__}"
+            )
         if verify == "none":
             continue
         if not f.is_file():
-            raise CheckpointError(f"{f}: missing; {MANIFEST} lists it with {info.get('size')} "
-                                  "bytes (hint: the checkpoint was damaged; use an older one)")
+            raise CheckpointError(
+                f"{f}: missing; {MANIFEST} lists it with {info.get('size')} "
+                "bytes (hint: the checkpoint was damaged; use an older one)"
+            )
         actual = f.stat().st_size
         if actual != info.get("size"):
-            raise CheckpointError(f"{f}: expected {info.get('size')} bytes (from {MANIFEST}), "
-                                  f"found {actual} bytes; the file is truncated or was changed")
+            raise CheckpointError(
+                f"{f}: expected {info.get('size')} bytes (from {MANIFEST}), "
+                f"found {actual} bytes; the file is truncated or was changed"
+            )
         if verify == "checksum":
             # The first digest the entry carries: xxh3_128, or sha256 (earlier versions).
             algo = next((a for a in CHECKSUMS if info.get(a)), None)
@@ -94,13 +105,16 @@ def verify_checkpoint(path: str | Path, verify: str = "checksum") -> dict:
                 continue
             digest = _file_digest(f, algo)
             if digest != info[algo]:
-                raise CheckpointError(f"{f}: expected {algo} {info[algo]}, found {digest}; "
-                                      "the file is corrupt (same size, different bytes)")
+                raise CheckpointError(
+                    f"{f}: expected {algo} {info[algo]}, found {digest}; "
+                    "the file is corrupt (same size, different bytes)"
+                )
     return manifest
 
 
-def _read_group(d: Path, manifest: dict, fname: str,
-                device: str | torch.device) -> dict[str, torch.Tensor]:
+def _read_group(
+    d: Path, manifest: dict, fname: str, device: str | torch.device
+) -> dict[str, torch.Tensor]:
     """One safetensors file of the checkpoint, with its tied-weight aliases restored."""
     if _check_name(fname, str(d / MANIFEST)) not in manifest["files"]:
         raise CheckpointError(f"{d / MANIFEST}: '{fname}' is used but not listed in 'files'")
@@ -112,16 +126,18 @@ def _read_group(d: Path, manifest: dict, fname: str,
     return out
 
 
-def read_model_state(path: str | Path, *, verify: str = "checksum",
-                     map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def read_model_state(
+    path: str | Path, *, verify: str = "checksum", map_location: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
     """Only the model weights of a checkpoint directory (verified like the rest)."""
     d = Path(path)
     manifest = verify_checkpoint(d, verify)
     return _read_group(d, manifest, manifest["contents"].get("model") or MODEL_FILE, map_location)
 
 
-def load_checkpoint(path: str | Path, *, verify: str = "checksum",
-                    map_location: str | torch.device = "cpu") -> Checkpoint:
+def load_checkpoint(
+    path: str | Path, *, verify: str = "checksum", map_location: str | torch.device = "cpu"
+) -> Checkpoint:
     """Verify and read a checkpoint directory written by ``save_checkpoint``.
 
     ``map_location`` applies to the model and the extra tensor groups.
@@ -141,7 +157,9 @@ def load_checkpoint(path: str | Path, *, verify: str = "checksum",
             optimizer_state = unflatten_optimizer_state(otensors, data)
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
             raise CheckpointError(f"{d / jfile}: cannot rebuild the optimizer state ({e})") from e
-    groups = {name: _read_group(d, manifest, f, map_location)
-              for name, f in contents.get("tensors", {}).items()}
+    groups = {
+        name: _read_group(d, manifest, f, map_location)
+        for name, f in contents.get("tensors", {}).items()
+    }
     state = _read_json(d / _check_name(contents["state"], str(d))) if contents.get("state") else {}
     return Checkpoint(d, manifest, model_state, optimizer_state, groups, state)

@@ -7,6 +7,7 @@ order: wrapper prefixes ``module.``/``_orig_mod.`` stripped, ``prefix`` selects 
 (mmcv's Pretrained semantics), then ``revise_keys`` regex renames. Missing, unexpected and
 shape-mismatched keys are reported; the model is changed only by a load that succeeds.
 """
+
 from __future__ import annotations
 
 import logging
@@ -56,47 +57,64 @@ def read_weights(path: str | os.PathLike, what: str = "load_from") -> dict[str, 
         raise ConfigError(
             f"{what}: cannot read {path} with torch.load(weights_only=True): {first}. acchooks "
             f"never unpickles arbitrary objects; if you trust the file, re-save its state_dict "
-            f"(or convert it to .safetensors) and load that") from None
+            f"(or convert it to .safetensors) and load that"
+        ) from None
     for key in _NESTED:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
     if not isinstance(obj, dict):
-        raise ConfigError(f"{what}: {path} holds a {type(obj).__name__}, expected a state_dict "
-                          f"(a dict of tensors, possibly under 'state_dict' or 'model')")
+        raise ConfigError(
+            f"{what}: {path} holds a {type(obj).__name__}, expected a state_dict "
+            f"(a dict of tensors, possibly under 'state_dict' or 'model')"
+        )
     return {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
 
 
-def revise_state(state: Mapping[str, torch.Tensor], prefix: str | None = None,
-                 revise_keys: Iterable[tuple[str, str]] = (), what: str = "load_from",
-                 source: str = "") -> dict[str, torch.Tensor]:
+def revise_state(
+    state: Mapping[str, torch.Tensor],
+    prefix: str | None = None,
+    revise_keys: Iterable[tuple[str, str]] = (),
+    what: str = "load_from",
+    source: str = "",
+) -> dict[str, torch.Tensor]:
     """Strip wrapper prefixes, select and strip ``prefix``, apply ``revise_keys``."""
     out = {}
     for k, v in state.items():
         for p in _WRAPPERS:
             while k.startswith(p):
-                k = k[len(p):]
+                k = k[len(p) :]
         out[k] = v
     if prefix:
         if not prefix.endswith("."):
             prefix += "."
-        out = {k[len(prefix):]: v for k, v in out.items() if k.startswith(prefix)}
+        out = {k[len(prefix) :]: v for k, v in out.items() if k.startswith(prefix)}
         if not out:
             tops = sorted({k.split(".", 1)[0] + "." for k in state})
-            raise ConfigError(f"{what}: no key of {source} starts with prefix '{prefix}'; its "
-                              f"keys start with {', '.join(tops[:8])}")
+            raise ConfigError(
+                f"{what}: no key of {source} starts with prefix '{prefix}'; its "
+                f"keys start with {', '.join(tops[:8])}"
+            )
     for pat, rep in revise_keys:
         out = {re.sub(pat, rep, k): v for k, v in out.items()}
     return out
 
 
 def _names(keys: list[str], limit: int = 10) -> str:
-    return ", ".join(keys[:limit]) + (f" ... and {len(keys) - limit} more" if len(keys) > limit else "")
+    return ", ".join(keys[:limit]) + (
+        f" ... and {len(keys) - limit} more" if len(keys) > limit else ""
+    )
 
 
-def load_state_into(model: nn.Module, state: Mapping[str, torch.Tensor], *, source: str,
-                    what: str = "load_from", strict: bool = False,
-                    logger: logging.Logger | None = None) -> LoadReport:
+def load_state_into(
+    model: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    *,
+    source: str,
+    what: str = "load_from",
+    strict: bool = False,
+    logger: logging.Logger | None = None,
+) -> LoadReport:
     """Copy the tensors of ``state`` whose names and shapes match into ``model``.
 
     Everything is checked before the model is touched; if torch still fails midway, the
@@ -118,12 +136,15 @@ def load_state_into(model: nn.Module, state: Mapping[str, torch.Tensor], *, sour
         raise ConfigError(
             f"{what}: no tensor of {source} fits the model ({len(state)} keys such as "
             f"{_names(list(state), 3) or 'none'}; the model's keys look like "
-            f"{_names(list(own), 3)}); the model is unchanged (hint: set prefix or revise_keys)")
+            f"{_names(list(own), 3)}); the model is unchanged (hint: set prefix or revise_keys)"
+        )
     if strict and (rep.missing or rep.unexpected or rep.mismatched):
-        raise ConfigError(f"{what}: strict load of {source} failed; the model is unchanged: "
-                          f"missing {_names(rep.missing) or 'none'}; unexpected "
-                          f"{_names(rep.unexpected) or 'none'}; shape mismatch "
-                          f"{_names(shapes) or 'none'}")
+        raise ConfigError(
+            f"{what}: strict load of {source} failed; the model is unchanged: "
+            f"missing {_names(rep.missing) or 'none'}; unexpected "
+            f"{_names(rep.unexpected) or 'none'}; shape mismatch "
+            f"{_names(shapes) or 'none'}"
+        )
     backup = {k: own[k].to("cpu", copy=True) for k in rep.loaded}
     try:
         model.load_state_dict({k: state[k] for k in rep.loaded}, strict=False)
@@ -134,11 +155,15 @@ def load_state_into(model: nn.Module, state: Mapping[str, torch.Tensor], *, sour
         raise ConfigError(f"{what}: loading {source} failed ({e}); the model is unchanged") from e
     log.info(f"{what}: loaded {len(rep.loaded)} of the model's {len(own)} tensors from {source}")
     if rep.missing:
-        log.warning(f"{what}: {len(rep.missing)} model key(s) not in {source}, left as "
-                    f"initialised: {_names(rep.missing)}")
+        log.warning(
+            f"{what}: {len(rep.missing)} model key(s) not in {source}, left as "
+            f"initialised: {_names(rep.missing)}"
+        )
     if rep.unexpected:
-        log.warning(f"{what}: {len(rep.unexpected)} key(s) of {source} not in the model, "
-                    f"ignored: {_names(rep.unexpected)}")
+        log.warning(
+            f"{what}: {len(rep.unexpected)} key(s) of {source} not in the model, "
+            f"ignored: {_names(rep.unexpected)}"
+        )
     if rep.mismatched:
         log.warning(f"{what}: {len(shapes)} shape mismatch(es), not loaded: {_names(shapes)}")
     return rep
@@ -149,18 +174,28 @@ def _load_options(spec: Any, allowed: tuple[str, ...], what: str) -> dict[str, A
     spec = {"checkpoint": spec} if isinstance(spec, (str, os.PathLike)) else spec
     if not isinstance(spec, Mapping):
         raise ConfigError(f"{what}: expected a path or a dict, got {spec!r}")
-    problems = [f"{what}: unexpected key '{k}'{did_you_mean(k, allowed)} (accepted: "
-                f"{', '.join(allowed)})" for k in spec if k not in allowed]
+    problems = [
+        f"{what}: unexpected key '{k}'{did_you_mean(k, allowed)} (accepted: {', '.join(allowed)})"
+        for k in spec
+        if k not in allowed
+    ]
     if not isinstance(spec.get("checkpoint"), (str, os.PathLike)):
         problems.append(f"{what}.checkpoint: expected a path, got {spec.get('checkpoint')!r}")
     if spec.get("prefix") is not None and not isinstance(spec["prefix"], str):
-        problems.append(f"{what}.prefix: expected a str such as 'backbone.', got {spec['prefix']!r}")
+        problems.append(
+            f"{what}.prefix: expected a str such as 'backbone.', got {spec['prefix']!r}"
+        )
     rk = spec.get("revise_keys", ())
-    if not (isinstance(rk, (list, tuple)) and all(
+    if not (
+        isinstance(rk, (list, tuple))
+        and all(
             isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(s, str) for s in p)
-            for p in rk)):
-        problems.append(f"{what}.revise_keys: expected a list of (regex, replacement) pairs, "
-                        f"got {rk!r}")
+            for p in rk
+        )
+    ):
+        problems.append(
+            f"{what}.revise_keys: expected a list of (regex, replacement) pairs, got {rk!r}"
+        )
     else:
         for pat, _ in rk:
             try:
@@ -194,9 +229,11 @@ def check_load_spec(spec: Any, what: str = "load_from", pretrained: bool = False
 def _pretrained_options(init_cfg: Any, what: str) -> dict[str, Any]:
     if not isinstance(init_cfg, Mapping) or init_cfg.get("type") != "Pretrained":
         got = init_cfg.get("type") if isinstance(init_cfg, Mapping) else init_cfg
-        raise ConfigError(f"{what}: {got!r} is not supported; acchooks supports "
-                          f"dict(type='Pretrained', checkpoint=PATH, prefix=None, "
-                          f"revise_keys=[]) (timm initialises the model otherwise)")
+        raise ConfigError(
+            f"{what}: {got!r} is not supported; acchooks supports "
+            f"dict(type='Pretrained', checkpoint=PATH, prefix=None, "
+            f"revise_keys=[]) (timm initialises the model otherwise)"
+        )
     opts = _load_options(init_cfg, _PRETRAINED_KEYS, what)
     if not os.path.exists(opts["checkpoint"]):
         raise ConfigError(f"{what}.checkpoint: checkpoint not found: {opts['checkpoint']}")
@@ -208,14 +245,29 @@ def load_weights(runner, spec: Any) -> LoadReport:
     strict=False)``; weights only, into the unwrapped model."""
     opts = _load_options(spec, _LOAD_FROM_KEYS, "load_from")
     path = os.fspath(opts["checkpoint"])
-    state = revise_state(read_weights(path, "load_from"), opts.get("prefix"),
-                         opts.get("revise_keys", ()), "load_from", path)
-    return load_state_into(runner.unwrapped_model, state, source=path, what="load_from",
-                           strict=bool(opts.get("strict", False)), logger=runner.logger)
+    state = revise_state(
+        read_weights(path, "load_from"),
+        opts.get("prefix"),
+        opts.get("revise_keys", ()),
+        "load_from",
+        path,
+    )
+    return load_state_into(
+        runner.unwrapped_model,
+        state,
+        source=path,
+        what="load_from",
+        strict=bool(opts.get("strict", False)),
+        logger=runner.logger,
+    )
 
 
-def init_from_pretrained(model: nn.Module, init_cfg: Any, what: str = "model.init_cfg",
-                         logger: logging.Logger | None = None) -> list[LoadReport]:
+def init_from_pretrained(
+    model: nn.Module,
+    init_cfg: Any,
+    what: str = "model.init_cfg",
+    logger: logging.Logger | None = None,
+) -> list[LoadReport]:
     """``init_cfg=dict(type='Pretrained', checkpoint=.., prefix=..)`` (or a list of them),
     applied when the model is built."""
     cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else [init_cfg]
@@ -224,8 +276,17 @@ def init_from_pretrained(model: nn.Module, init_cfg: Any, what: str = "model.ini
         where = f"{what}[{i}]" if isinstance(init_cfg, (list, tuple)) else what
         opts = _pretrained_options(c, where)
         path = os.fspath(opts["checkpoint"])
-        state = revise_state(read_weights(path, where), opts.get("prefix"),
-                             opts.get("revise_keys", ()), where, path)
-        reports.append(load_state_into(model, state, source=path, what=where,
-                                       strict=bool(opts.get("strict", False)), logger=logger))
+        state = revise_state(
+            read_weights(path, where), opts.get("prefix"), opts.get("revise_keys", ()), where, path
+        )
+        reports.append(
+            load_state_into(
+                model,
+                state,
+                source=path,
+                what=where,
+                strict=bool(opts.get("strict", False)),
+                logger=logger,
+            )
+        )
     return reports

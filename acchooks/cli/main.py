@@ -11,6 +11,7 @@
 Problems with the input (config, log, checkpoint) are one message on stderr and exit
 status 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,15 +19,19 @@ import sys
 
 from ..errors import ConfigError
 
-_DELEGATED = {"train": "Train a model (train.py); see acchooks train --help",
-              "test": "Evaluate a checkpoint; see acchooks test --help"}
+_DELEGATED = {
+    "train": "Train a model (train.py); see acchooks train --help",
+    "test": "Evaluate a checkpoint; see acchooks test --help",
+}
 
 
 def _delegate(name: str, argv: list[str]) -> int:
     if name == "train":
         from .train import main as train_main
+
         return train_main(argv, prog="acchooks train")
     from .test import main as test_main
+
     return test_main(argv, prog="acchooks test")
 
 
@@ -34,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     from ..tools import analyze_time, convert, plot_curves, print_config, vis_lr
 
     parser = argparse.ArgumentParser(
-        prog="acchooks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="acchooks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, text in _DELEGATED.items():  # parsed by cli/train.py and cli/test.py
         sub.add_parser(name, help=text, add_help=False)
@@ -49,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         return _delegate(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     from ..tools import EXIT_BAD_INPUT, ToolError
+
     try:
         return args.func(args)
     except (ConfigError, ToolError) as e:

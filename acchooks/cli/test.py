@@ -2,6 +2,7 @@
 
 Works under ``accelerate launch``: every process evaluates its shard and the scores are
 gathered once per sample; the main process prints a table and writes JSON."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,11 @@ from .train import EXIT_BAD_INPUT, load_config, report_bad_input
 def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=prog, description="Evaluate a checkpoint with acchooks")
     p.add_argument("--config", required=True)
-    p.add_argument("--checkpoint", required=True,
-                   help="our checkpoint directory, a .safetensors file or a .pth (weights only)")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="our checkpoint directory, a .safetensors file or a .pth (weights only)",
+    )
     p.add_argument("--split", choices=["test", "val"], help="default: test if set, else val")
     p.add_argument("--metrics", nargs="+", help="default: the config's evaluation.metric")
     p.add_argument("--out", help="JSON file for the results (default <work_dir>/test_<split>.json)")
@@ -78,8 +82,16 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         out = args.out or osp.join(cfg.work_dir, f"test_{split}.json")
         os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
         with open(out, "w") as f:
-            json.dump({"checkpoint": args.checkpoint, "split": split, "num_samples": len(targets),
-                       **results}, f, indent=2)
+            json.dump(
+                {
+                    "checkpoint": args.checkpoint,
+                    "split": split,
+                    "num_samples": len(targets),
+                    **results,
+                },
+                f,
+                indent=2,
+            )
         print(f"results written to {out}")
     accelerator.wait_for_everyone()
     return 0

@@ -7,6 +7,7 @@ exists; each process checks the same config, so all exit the same way (status 2)
 evaluation and/or a val workflow phase), saves and reloads a checkpoint, prints the hook
 table and the hook timing table, and exits 0 - all in a temporary directory: nothing is
 written to the work dir. A failure exits 1 with where it happened."""
+
 from __future__ import annotations
 
 import argparse
@@ -29,18 +30,31 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
     p = argparse.ArgumentParser(prog=prog, description="Train a model with acchooks")
     p.add_argument("--config", required=True, help="Python config file")
     p.add_argument("--work-dir", help="where logs and checkpoints go (default work_dirs/<config>)")
-    p.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
-                   help="override config keys: a.b=1 c=[1,2] d=None")
+    p.add_argument(
+        "--cfg-options",
+        nargs="+",
+        action=DictAction,
+        default={},
+        help="override config keys: a.b=1 c=[1,2] d=None",
+    )
     p.add_argument("--seed", type=int, help="random seed (overrides the config)")
     p.add_argument("--deterministic", action="store_true", help="deterministic algorithms")
     p.add_argument("--resume-from", help="checkpoint directory to resume, or 'auto'")
-    p.add_argument("--resume", choices=["auto"], help="'auto': resume the newest complete checkpoint")
+    p.add_argument(
+        "--resume", choices=["auto"], help="'auto': resume the newest complete checkpoint"
+    )
     p.add_argument("--load-from", help="weights to start from (weights only)")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar / progress lines (progress_config=dict(enable=False))")
-    p.add_argument("--dry-run", action="store_true",
-                   help="build everything, run 2 train + 2 val iterations, save and reload a "
-                        "checkpoint in a temporary directory, print the hook tables, exit")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar / progress lines (progress_config=dict(enable=False))",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="build everything, run 2 train + 2 val iterations, save and reload a "
+        "checkpoint in a temporary directory, print the hook tables, exit",
+    )
     return p.parse_args(argv)
 
 
@@ -82,6 +96,7 @@ def load_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
     if getattr(args, "no_progress", False):
         cfg.progress_config = {**(cfg.get("progress_config") or {}), "enable": False}
     from ..config.schema import check_or_raise
+
     return cfg, check_or_raise(cfg, args.config)
 
 
@@ -103,12 +118,16 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if main_proc:
         os.makedirs(cfg.work_dir, exist_ok=True)
         cfg.dump(osp.join(cfg.work_dir, osp.basename(args.config)))
-    logger = get_logger(osp.join(cfg.work_dir, f"{timestamp}.log") if main_proc else None,
-                        is_main=main_proc, level=cfg.get("log_level", "INFO"))
+    logger = get_logger(
+        osp.join(cfg.work_dir, f"{timestamp}.log") if main_proc else None,
+        is_main=main_proc,
+        level=cfg.get("log_level", "INFO"),
+    )
     for w in warnings:
         logger.warning(w)
     logger.info(f"Config:\n{cfg.pretty_text}")
     from ..runner.preemption import EXIT_PREEMPTED, Preempted
+
     try:
         runner = build_runner(cfg, logger, timestamp)
         runner.run()
@@ -152,6 +171,7 @@ def _dry_run_config(cfg, tmp: str) -> tuple[Any, str | None]:
     resume = cfg.get("resume_from")
     if resume == "auto":  # look where the real run saves, read-only
         from ..checkpoint import find_latest
+
         out = (cfg.get("checkpoint_config") or {}).get("out_dir")
         where = osp.join(out, osp.basename(osp.abspath(work_dir))) if out else work_dir
         found, _ = find_latest(where) if osp.isdir(where) else (None, [])
@@ -171,12 +191,20 @@ def _dry_run_config(cfg, tmp: str) -> tuple[Any, str | None]:
     evaluation = cfg.get("evaluation")
     if evaluation is not None:
         ev_by_epoch = evaluation.get("by_epoch", True)
-        cfg.evaluation = {**evaluation, "out_dir": None, "start": None,
-                          "interval": 1 if ev_by_epoch else DRY_ITERS}
+        cfg.evaluation = {
+            **evaluation,
+            "out_dir": None,
+            "start": None,
+            "interval": 1 if ev_by_epoch else DRY_ITERS,
+        }
     log_cfg = cfg.get("log_config")
     if log_cfg is not None:  # TensorBoard & co. write under the temporary work dir
-        cfg.log_config = {**log_cfg, "hooks": [{**h, "log_dir": None} if "log_dir" in h else h
-                                               for h in log_cfg.get("hooks", [])]}
+        cfg.log_config = {
+            **log_cfg,
+            "hooks": [
+                {**h, "log_dir": None} if "log_dir" in h else h for h in log_cfg.get("hooks", [])
+            ],
+        }
     wants_val = any(p == "val" for p, _ in cfg.get("workflow", [("train", 1)]))
     cfg.workflow = [("train", DRY_ITERS if not by_epoch else 1)]
     if has_val and (wants_val or evaluation is None):
@@ -192,8 +220,10 @@ def _where(runner: Any, step: str, e: BaseException) -> str:
     if hook:
         return f"hook {hook} ({runner.mode} phase)"
     if step == "run":
-        return (f"the {runner.mode} phase (data loading or the model's "
-                f"{'train' if runner.mode == 'train' else 'val'} step)")
+        return (
+            f"the {runner.mode} phase (data loading or the model's "
+            f"{'train' if runner.mode == 'train' else 'val'} step)"
+        )
     return step
 
 
@@ -212,15 +242,21 @@ def dry_run(cfg, warnings: list[str], timestamp: str, main_proc: bool) -> int:
         cfg, resume = _dry_run_config(cfg, tmp or tempfile.gettempdir())
         if main_proc:
             os.makedirs(cfg.work_dir, exist_ok=True)
-        logger = get_logger(osp.join(cfg.work_dir, f"{timestamp}.log") if main_proc else None,
-                            is_main=main_proc, level=cfg.get("log_level", "INFO"))
+        logger = get_logger(
+            osp.join(cfg.work_dir, f"{timestamp}.log") if main_proc else None,
+            is_main=main_proc,
+            level=cfg.get("log_level", "INFO"),
+        )
         for w in warnings:
             logger.warning(w)
-        logger.info(f"Dry run: {DRY_ITERS} train + {DRY_ITERS} val iterations, a checkpoint "
-                    f"saved and reloaded, all in {tmp} (removed at the end)")
+        logger.info(
+            f"Dry run: {DRY_ITERS} train + {DRY_ITERS} val iterations, a checkpoint "
+            f"saved and reloaded, all in {tmp} (removed at the end)"
+        )
         runner = build_runner(cfg, logger, timestamp)
         if runner.accelerator.num_processes > 1:
             from accelerate.utils import broadcast_object_list
+
             tmp = broadcast_object_list([tmp], from_process=0)[0]
             runner.work_dir = osp.join(tmp, osp.basename(cfg.work_dir))
         if runner.by_epoch:  # a resumed run may have done its epochs: one more
@@ -239,21 +275,28 @@ def dry_run(cfg, warnings: list[str], timestamp: str, main_proc: bool) -> int:
         step = "run"
         runner.run()
         step = "checkpoint save"
-        path = runner.save_checkpoint("dry_run", out_dir=osp.join(tmp, "checkpoint"),
-                                      update_latest=False)
+        path = runner.save_checkpoint(
+            "dry_run", out_dir=osp.join(tmp, "checkpoint"), update_latest=False
+        )
         step = "checkpoint reload"
         runner.resume(path)
         runner.accelerator.wait_for_everyone()  # all have read it before rank 0 removes it
-        val = (f"{DRY_ITERS} val iterations" if "val" in runner.data_loaders
-               else "no val data (data.val is not set)")
-        logger.info(f"Dry run OK in {time.perf_counter() - t0:.1f} s: built, "
-                    f"{DRY_ITERS} train iterations, {val}, checkpoint saved and "
-                    f"reloaded ({', '.join(sorted(os.listdir(path))) if main_proc else path})")
+        val = (
+            f"{DRY_ITERS} val iterations"
+            if "val" in runner.data_loaders
+            else "no val data (data.val is not set)"
+        )
+        logger.info(
+            f"Dry run OK in {time.perf_counter() - t0:.1f} s: built, "
+            f"{DRY_ITERS} train iterations, {val}, checkpoint saved and "
+            f"reloaded ({', '.join(sorted(os.listdir(path))) if main_proc else path})"
+        )
         return 0
     except Exception as e:  # noqa: BLE001 - the dry run's job is to report it
         import traceback
 
         from ..errors import ConfigError
+
         where = _where(runner, step, e)
         msg = f"acchooks: dry run FAILED in {where}: {type(e).__name__}: {e}"
         if isinstance(e, ConfigError):

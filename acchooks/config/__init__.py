@@ -1,4 +1,5 @@
 """Config files, command-line overrides and custom imports."""
+
 from __future__ import annotations
 
 from .config import Config, ConfigDict, ConfigFileNotFoundError

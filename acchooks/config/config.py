@@ -3,6 +3,7 @@
 A config file is executed in a fresh namespace; its top-level plain-data names
 (None, bool, int, float, str and lists/tuples/dicts of those) are the config.
 """
+
 from __future__ import annotations
 
 import copy
@@ -67,7 +68,8 @@ class ConfigDict(dict):
             keys = [k for k in self if isinstance(k, str)]
             raise AttributeError(
                 f"no config key '{name}'{did_you_mean(name, keys)} "
-                f"(keys here: {', '.join(keys) or 'none'})") from None
+                f"(keys here: {', '.join(keys) or 'none'})"
+            ) from None
 
     def __setattr__(self, name: str, value: Any) -> None:
         self[name] = value
@@ -100,11 +102,18 @@ class ConfigDict(dict):
 
 # ----------------------------------------------------------------------------- loading
 
+
 def _not_found(path: str, referrer: str | None = None) -> ConfigFileNotFoundError:
     folder = os.path.dirname(path) or "."
-    names = sorted(f for f in os.listdir(folder) if f.endswith(".py")) if os.path.isdir(folder) else []
+    names = (
+        sorted(f for f in os.listdir(folder) if f.endswith(".py")) if os.path.isdir(folder) else []
+    )
     near = closest(os.path.basename(path), names, n=3)
-    hint = f"; did you mean {' or '.join(repr(os.path.join(folder, n)) for n in near)}?" if near else ""
+    hint = (
+        f"; did you mean {' or '.join(repr(os.path.join(folder, n)) for n in near)}?"
+        if near
+        else ""
+    )
     where = f" (referenced by _base_ in {referrer})" if referrer else ""
     return ConfigFileNotFoundError(f"config file not found: {path}{where}{hint}")
 
@@ -116,10 +125,14 @@ def _data_problem(value: Any, where: str) -> str | None:
     if isinstance(value, (list, tuple)):
         parts = [(f"{where}[{i}]", v) for i, v in enumerate(value)]
     elif isinstance(value, dict):
-        parts = [p for k, v in value.items() for p in ((f"{where} key {k!r}", k), (f"{where}.{k}", v))]
+        parts = [
+            p for k, v in value.items() for p in ((f"{where} key {k!r}", k), (f"{where}.{k}", v))
+        ]
     else:
-        return (f"{where}: {type(value).__name__} is not config data; use None, bool, int, float, "
-                f"str, list, tuple or dict (objects cannot be written back to a config file)")
+        return (
+            f"{where}: {type(value).__name__} is not config data; use None, bool, int, float, "
+            f"str, list, tuple or dict (objects cannot be written back to a config file)"
+        )
     return next((p for w, v in parts if (p := _data_problem(v, w)) is not None), None)
 
 
@@ -130,15 +143,19 @@ def _exec_file(path: str) -> tuple[dict, str]:
         code = compile(text, path, "exec")
     except SyntaxError as e:
         line = (e.text or "").rstrip("\n")
-        raise ConfigError(f"syntax error in config {path}, line {e.lineno}: {e.msg}"
-                          + (f"\n    {line.strip()}" if line else "")) from None
+        raise ConfigError(
+            f"syntax error in config {path}, line {e.lineno}: {e.msg}"
+            + (f"\n    {line.strip()}" if line else "")
+        ) from None
     namespace: dict[str, Any] = {"__file__": path, "__name__": "__acchooks_config__"}
     try:
         exec(code, namespace)
     except Exception as e:  # report where in the config it failed, not our frames
         lines = [fr.lineno for fr in traceback.extract_tb(e.__traceback__) if fr.filename == path]
         at = f", line {lines[-1]}" if lines else ""
-        raise ConfigError(f"error while executing config {path}{at}: {type(e).__name__}: {e}") from e
+        raise ConfigError(
+            f"error while executing config {path}{at}: {type(e).__name__}: {e}"
+        ) from e
     return namespace, text
 
 
@@ -166,7 +183,8 @@ def _load(path: str, chain: tuple[str, ...] = ()) -> tuple[dict, str]:
             if key in owner:
                 raise ConfigError(
                     f"key '{key}' is defined in two base configs of {path}: {owner[key]} and "
-                    f"{base}; keep it in only one of them, or set it in {path} itself")
+                    f"{base}; keep it in only one of them, or set it in {path} itself"
+                )
             owner[key] = base
         merged.update(base_cfg)
         texts.append(base_text)
@@ -176,8 +194,9 @@ def _load(path: str, chain: tuple[str, ...] = ()) -> tuple[dict, str]:
     for name, value in namespace.items():
         if name.startswith("__") or name == BASE_KEY:
             continue
-        if isinstance(value, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType,
-                              type)):
+        if isinstance(
+            value, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type)
+        ):
             continue  # helpers and imports, not configuration
         if (p := _data_problem(value, name)) is not None:
             problems.append(p)
@@ -190,6 +209,7 @@ def _load(path: str, chain: tuple[str, ...] = ()) -> tuple[dict, str]:
 
 # ----------------------------------------------------------------------------- Config
 
+
 def _nonfinite(v: Any) -> bool:
     if isinstance(v, float):
         return not math.isfinite(v)
@@ -200,8 +220,9 @@ def _nonfinite(v: Any) -> bool:
 class Config:
     """A loaded config: a ConfigDict plus the file it came from and its source text."""
 
-    def __init__(self, cfg_dict: Mapping | None = None, filename: str | None = None,
-                 text: str | None = None):
+    def __init__(
+        self, cfg_dict: Mapping | None = None, filename: str | None = None, text: str | None = None
+    ):
         if cfg_dict is None:
             cfg_dict = {}
         if not isinstance(cfg_dict, Mapping):
@@ -236,8 +257,10 @@ class Config:
         lines = []
         for key, value in plain.items():
             if not (isinstance(key, str) and key.isidentifier() and not keyword.iskeyword(key)):
-                raise ConfigError(f"top-level config key {key!r} is not a valid Python name, "
-                                  f"so the config cannot be written as a .py file")
+                raise ConfigError(
+                    f"top-level config key {key!r} is not a valid Python name, "
+                    f"so the config cannot be written as a .py file"
+                )
             body = pprint.pformat(value, width=max(40, 96 - len(key)), sort_dicts=False)
             # pformat indents continuation lines for column 0; shift them under 'key = '
             lines.append(f"{key} = " + body.replace("\n", "\n" + " " * (len(key) + 3)))
@@ -264,8 +287,9 @@ class Config:
         for dotted, value in options.items():
             parts = str(dotted).split(".")
             if not all(parts):
-                raise ConfigError(f"cfg option '{dotted}': empty key part; use dotted keys "
-                                  f"like 'optimizer.lr'")
+                raise ConfigError(
+                    f"cfg option '{dotted}': empty key part; use dotted keys like 'optimizer.lr'"
+                )
             set_by_path(self._cfg_dict, parts, value, str(dotted), wrap=_convert)
 
     def copy(self) -> Config:

@@ -1,4 +1,5 @@
 """Command-line overrides (``--cfg-options``) and ``custom_imports``."""
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,9 @@ def _split_top(text: str) -> list[str]:
 
 def _from_ast(node: ast.AST) -> Any:
     """Literal evaluation where bare names are strings (``[a,b]`` -> ``['a', 'b']``)."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, (type(None), bool, int, float, str)):
+    if isinstance(node, ast.Constant) and isinstance(
+        node.value, (type(None), bool, int, float, str)
+    ):
         return node.value
     if isinstance(node, ast.Name):
         return _WORDS.get(node.id.lower(), node.id)
@@ -85,8 +88,11 @@ def merge_dicts(base: Mapping, own: Mapping) -> dict:
     """``own`` merged recursively over ``base``; ``_delete_=True`` dicts replace instead."""
     out = dict(base)
     for key, value in own.items():
-        if (isinstance(value, Mapping) and not value.get(DELETE_KEY, False)
-                and isinstance(out.get(key), Mapping)):
+        if (
+            isinstance(value, Mapping)
+            and not value.get(DELETE_KEY, False)
+            and isinstance(out.get(key), Mapping)
+        ):
             out[key] = merge_dicts(out[key], value)
         else:
             out[key] = value
@@ -108,16 +114,21 @@ def _index(container: list | tuple, part: str, dotted: str) -> int:
     try:
         idx = int(part)
     except ValueError:
-        raise ConfigError(f"cfg option '{dotted}': '{part}' indexes a list/tuple, so it must be "
-                          f"an integer (e.g. 'custom_hooks.0.priority')") from None
+        raise ConfigError(
+            f"cfg option '{dotted}': '{part}' indexes a list/tuple, so it must be "
+            f"an integer (e.g. 'custom_hooks.0.priority')"
+        ) from None
     if not -len(container) <= idx < len(container):
-        raise ConfigError(f"cfg option '{dotted}': index {idx} is out of range for a "
-                          f"{type(container).__name__} of length {len(container)}")
+        raise ConfigError(
+            f"cfg option '{dotted}': index {idx} is out of range for a "
+            f"{type(container).__name__} of length {len(container)}"
+        )
     return idx
 
 
-def set_by_path(node: Any, parts: list[str], value: Any, dotted: str,
-                wrap: Callable[[Any], Any] = lambda v: v) -> Any:
+def set_by_path(
+    node: Any, parts: list[str], value: Any, dotted: str, wrap: Callable[[Any], Any] = lambda v: v
+) -> Any:
     """Set ``value`` at key/index ``parts`` below ``node``; returns the (maybe rebuilt) node.
 
     Missing dict levels are created; dict values merge into dicts like ``_base_`` does.
@@ -126,15 +137,18 @@ def set_by_path(node: Any, parts: list[str], value: Any, dotted: str,
     head, rest = parts[0], parts[1:]
     if isinstance(node, (list, tuple)):
         idx = _index(node, head, dotted)
-        new = wrap(strip_delete(value) if not rest
-                   else set_by_path(node[idx], rest, value, dotted, wrap))
+        new = wrap(
+            strip_delete(value) if not rest else set_by_path(node[idx], rest, value, dotted, wrap)
+        )
         if isinstance(node, tuple):  # immutable: rebuild it
             return tuple(new if i == idx else v for i, v in enumerate(node))
         node[idx] = new
         return node
     if not isinstance(node, dict):
-        raise ConfigError(f"cfg option '{dotted}': cannot set '{head}' inside a "
-                          f"{type(node).__name__} value ({node!r}); only dicts and lists nest")
+        raise ConfigError(
+            f"cfg option '{dotted}': cannot set '{head}' inside a "
+            f"{type(node).__name__} value ({node!r}); only dicts and lists nest"
+        )
     if not rest:
         old = node.get(head)
         if isinstance(value, Mapping) and isinstance(old, Mapping) and not value.get(DELETE_KEY):
@@ -155,8 +169,10 @@ def parse_cfg_options(items: Sequence[str]) -> dict[str, Any]:
         key, sep, value = str(item).partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"--cfg-options item {item!r} is not of the form key=value "
-                              f"(e.g. optimizer.lr=0.01 or data.samples_per_gpu=64)")
+            raise ConfigError(
+                f"--cfg-options item {item!r} is not of the form key=value "
+                f"(e.g. optimizer.lr=0.01 or data.samples_per_gpu=64)"
+            )
         options[key] = parse_value(value)
     return options
 
@@ -164,8 +180,13 @@ def parse_cfg_options(items: Sequence[str]) -> dict[str, Any]:
 class DictAction(argparse.Action):
     """argparse action for ``--cfg-options k=v ...``; repeated flags accumulate."""
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         options = dict(getattr(namespace, self.dest, None) or {})
         try:
             options.update(parse_cfg_options([values] if isinstance(values, str) else values))
@@ -183,21 +204,29 @@ def import_custom_modules(custom_imports: Mapping[str, Any] | None) -> list[Modu
     if custom_imports is None:
         return []
     if not isinstance(custom_imports, Mapping):
-        raise ConfigError(f"custom_imports must be a dict like {_IMPORT_FORM}, "
-                          f"got {type(custom_imports).__name__}")
-    problems = [f"custom_imports: unknown key '{k}'{did_you_mean(k, _IMPORT_KEYS)}"
-                for k in custom_imports if k not in _IMPORT_KEYS]
+        raise ConfigError(
+            f"custom_imports must be a dict like {_IMPORT_FORM}, "
+            f"got {type(custom_imports).__name__}"
+        )
+    problems = [
+        f"custom_imports: unknown key '{k}'{did_you_mean(k, _IMPORT_KEYS)}"
+        for k in custom_imports
+        if k not in _IMPORT_KEYS
+    ]
     if problems:
         raise ConfigError(problems)
     names = custom_imports.get("imports", [])
     names = [names] if isinstance(names, str) else names
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
-        raise ConfigError(f"custom_imports.imports must be a module name or a list of them, "
-                          f"got {custom_imports.get('imports')!r}")
+        raise ConfigError(
+            f"custom_imports.imports must be a module name or a list of them, "
+            f"got {custom_imports.get('imports')!r}"
+        )
     allow_failed = custom_imports.get("allow_failed_imports", False)
     if not isinstance(allow_failed, bool):
-        raise ConfigError(f"custom_imports.allow_failed_imports must be True or False, "
-                          f"got {allow_failed!r}")
+        raise ConfigError(
+            f"custom_imports.allow_failed_imports must be True or False, got {allow_failed!r}"
+        )
     cwd = os.getcwd()
     if cwd not in sys.path:  # a user module next to the run dir should import, as in mmcv
         sys.path.append(cwd)
@@ -208,8 +237,10 @@ def import_custom_modules(custom_imports: Mapping[str, Any] | None) -> list[Modu
         except Exception as e:  # also errors raised while the module body runs
             msg = f"custom_imports: failed to import '{name}': {type(e).__name__}: {e}"
             if isinstance(e, ModuleNotFoundError):
-                msg += (f" (searched sys.path, which includes the working directory {cwd}; "
-                        f"add the module's parent folder to PYTHONPATH)")
+                msg += (
+                    f" (searched sys.path, which includes the working directory {cwd}; "
+                    f"add the module's parent folder to PYTHONPATH)"
+                )
             if not allow_failed:
                 raise ConfigError(msg) from e
             logger.warning("%s; skipped because allow_failed_imports=True", msg)

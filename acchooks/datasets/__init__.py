@@ -1,4 +1,5 @@
 """Built-in datasets, registered in ``DATASETS`` on import."""
+
 from __future__ import annotations
 
 from .image_folder import ImageFolder

@@ -1,4 +1,5 @@
 """``ImageFolder``: ``root/<class>/<image>`` folders with timm's transforms."""
+
 from __future__ import annotations
 
 import os
@@ -39,19 +40,30 @@ class ImageFolder(torchvision.datasets.ImageFolder):
     torchvision's (classes sorted by folder name).
     """
 
-    def __init__(self, root: str, input_size: int | tuple[int, ...] = 224,
-                 is_training: bool = False,
-                 mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
-                 std: tuple[float, ...] = IMAGENET_DEFAULT_STD,
-                 crop_pct: float | None = None, interpolation: str = "bilinear",
-                 **transform_kwargs: Any):
+    def __init__(
+        self,
+        root: str,
+        input_size: int | tuple[int, ...] = 224,
+        is_training: bool = False,
+        mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
+        std: tuple[float, ...] = IMAGENET_DEFAULT_STD,
+        crop_pct: float | None = None,
+        interpolation: str = "bilinear",
+        **transform_kwargs: Any,
+    ):
         cfg = dict(root=root, **transform_kwargs)
         problems = self.check_config(cfg, path="ImageFolder")
         if problems:
             raise ConfigError(problems)
-        transform = create_transform(input_size, is_training=is_training, mean=mean, std=std,
-                                     crop_pct=crop_pct, interpolation=interpolation,
-                                     **transform_kwargs)
+        transform = create_transform(
+            input_size,
+            is_training=is_training,
+            mean=mean,
+            std=std,
+            crop_pct=crop_pct,
+            interpolation=interpolation,
+            **transform_kwargs,
+        )
         super().__init__(os.fspath(root), transform=transform)
         self.input_size, self.is_training = input_size, is_training
 
@@ -67,16 +79,21 @@ class ImageFolder(torchvision.datasets.ImageFolder):
         own = accepted_arguments(cls)[0] | {"type"}
         for key in cfg:
             if key not in own and key not in allowed:
-                problems.append(f"{path}: unexpected argument '{key}' for ImageFolder"
-                                f"{did_you_mean(key, sorted(own | allowed))}")
+                problems.append(
+                    f"{path}: unexpected argument '{key}' for ImageFolder"
+                    f"{did_you_mean(key, sorted(own | allowed))}"
+                )
         if "root" not in cfg:
             return problems + [f"{path}.root: missing; {_LAYOUT}"]
         if not isinstance(cfg["root"], (str, os.PathLike)):
             return problems + [f"{path}.root: expected a folder path, got {cfg['root']!r}"]
         root = os.fspath(cfg["root"])
         if not os.path.isdir(root):
-            hint = ("it is a file, not a folder" if os.path.exists(root)
-                    else f"check the path (relative paths start from {os.getcwd()})")
+            hint = (
+                "it is a file, not a folder"
+                if os.path.exists(root)
+                else f"check the path (relative paths start from {os.getcwd()})"
+            )
             return problems + [f"{path}.root: data folder not found: {root} ({hint}); {_LAYOUT}"]
         classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
         if not classes:
@@ -84,6 +101,8 @@ class ImageFolder(torchvision.datasets.ImageFolder):
         empty = [c for c in classes if not _has_image(os.path.join(root, c))]
         if empty:
             shown = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
-            problems.append(f"{path}.root: class folder(s) without images in {root}: {shown} "
-                            f"(image extensions: {', '.join(IMG_EXTENSIONS)}); {_LAYOUT}")
+            problems.append(
+                f"{path}.root: class folder(s) without images in {root}: {shown} "
+                f"(image extensions: {', '.join(IMG_EXTENSIONS)}); {_LAYOUT}"
+            )
         return problems

@@ -7,6 +7,7 @@ processes, or whether the run was resumed in the middle of the epoch. The epoch 
 shared memory so that persistent DataLoader workers see ``set_epoch`` from the main
 process.
 """
+
 from __future__ import annotations
 
 import random

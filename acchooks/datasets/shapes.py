@@ -5,6 +5,7 @@ random colour, size and position; the label is the kind of shape. All kinds are
 symmetric under a horizontal flip, so flipping is a label-preserving augmentation.
 Images are generated up front with numpy, deterministically from ``seed``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -22,8 +23,9 @@ _KINDS = {
     "circle": lambda u, v: u * u + v * v <= 1.0,
     "square": lambda u, v: np.maximum(np.abs(u), np.abs(v)) <= 0.85,
     "triangle": lambda u, v: (np.abs(u) <= (v + 1.0) / 2.0) & (v <= 1.0),  # apex up
-    "cross": lambda u, v: ((np.abs(u) <= 0.3) & (np.abs(v) <= 1.0))
-    | ((np.abs(v) <= 0.3) & (np.abs(u) <= 1.0)),
+    "cross": lambda u, v: (
+        ((np.abs(u) <= 0.3) & (np.abs(v) <= 1.0)) | ((np.abs(v) <= 0.3) & (np.abs(u) <= 1.0))
+    ),
     "ring": lambda u, v: (u * u + v * v <= 1.0) & (u * u + v * v >= 0.4),
     "diamond": lambda u, v: np.abs(u) + np.abs(v) <= 1.0,
     "hbar": lambda u, v: (np.abs(u) <= 1.0) & (np.abs(v) <= 0.3),
@@ -33,8 +35,9 @@ SHAPE_KINDS: tuple[str, ...] = tuple(_KINDS)
 MIN_IMG_SIZE = 8
 
 
-def generate_shapes(num_samples: int, img_size: int, num_classes: int, seed: int,
-                    noise: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+def generate_shapes(
+    num_samples: int, img_size: int, num_classes: int, seed: int, noise: float = 0.1
+) -> tuple[np.ndarray, np.ndarray]:
     """Images ``(N, H, W, 3)`` uint8 and labels ``(N,)`` int64, deterministic from ``seed``."""
     rng = np.random.default_rng(seed)
     n, s = num_samples, img_size
@@ -67,13 +70,30 @@ class Shapes(Dataset):
     The flip draws from the global torch RNG so the trainer's seed controls it.
     """
 
-    def __init__(self, num_samples: int = 2000, img_size: int = 32, num_classes: int = 4,
-                 seed: int = 0, is_training: bool = False,
-                 mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.5, 0.5, 0.5),
-                 noise: float = 0.1, hflip: float | None = None):
-        problems = self.check_config(dict(num_samples=num_samples, img_size=img_size,
-                                          num_classes=num_classes, noise=noise,
-                                          mean=mean, std=std, hflip=hflip), path="Shapes")
+    def __init__(
+        self,
+        num_samples: int = 2000,
+        img_size: int = 32,
+        num_classes: int = 4,
+        seed: int = 0,
+        is_training: bool = False,
+        mean: Sequence[float] = (0.5, 0.5, 0.5),
+        std: Sequence[float] = (0.5, 0.5, 0.5),
+        noise: float = 0.1,
+        hflip: float | None = None,
+    ):
+        problems = self.check_config(
+            dict(
+                num_samples=num_samples,
+                img_size=img_size,
+                num_classes=num_classes,
+                noise=noise,
+                mean=mean,
+                std=std,
+                hflip=hflip,
+            ),
+            path="Shapes",
+        )
         if problems:
             raise ConfigError(problems)
         self.num_samples, self.img_size, self.num_classes = num_samples, img_size, num_classes
@@ -98,9 +118,11 @@ class Shapes(Dataset):
         return img, self.targets[index]
 
     def __repr__(self) -> str:
-        return (f"Shapes(num_samples={self.num_samples}, img_size={self.img_size}, "
-                f"num_classes={self.num_classes}, seed={self.seed}, "
-                f"is_training={self.is_training}, hflip={self.hflip})")
+        return (
+            f"Shapes(num_samples={self.num_samples}, img_size={self.img_size}, "
+            f"num_classes={self.num_classes}, seed={self.seed}, "
+            f"is_training={self.is_training}, hflip={self.hflip})"
+        )
 
     @classmethod
     def check_config(cls, cfg: Mapping[str, Any], path: str = "dataset") -> list[str]:
@@ -108,8 +130,10 @@ class Shapes(Dataset):
         problems = []
         nc = cfg.get("num_classes", 4)
         if not isinstance(nc, int) or not 1 <= nc <= len(SHAPE_KINDS):
-            problems.append(f"{path}.num_classes: {nc!r} is out of range; Shapes has 1 to "
-                            f"{len(SHAPE_KINDS)} kinds ({', '.join(SHAPE_KINDS)})")
+            problems.append(
+                f"{path}.num_classes: {nc!r} is out of range; Shapes has 1 to "
+                f"{len(SHAPE_KINDS)} kinds ({', '.join(SHAPE_KINDS)})"
+            )
         size = cfg.get("img_size", 32)
         if not isinstance(size, int) or size < MIN_IMG_SIZE:
             problems.append(f"{path}.img_size: {size!r} must be an int >= {MIN_IMG_SIZE}")
@@ -119,7 +143,9 @@ class Shapes(Dataset):
         for key in ("mean", "std"):
             val = cfg.get(key, (0.5, 0.5, 0.5))
             if not isinstance(val, Sequence) or len(val) != 3:
-                problems.append(f"{path}.{key}: expected 3 values (one per RGB channel), got {val!r}")
+                problems.append(
+                    f"{path}.{key}: expected 3 values (one per RGB channel), got {val!r}"
+                )
         if any(x == 0 for x in cfg.get("std", (0.5,)) if isinstance(x, (int, float))):
             problems.append(f"{path}.std: values must be non-zero")
         hflip = cfg.get("hflip")

@@ -3,6 +3,7 @@
 Metrics are functions registered in METRICS taking ``(scores, targets, **options)`` for
 the whole (gathered) evaluation set and returning ``{name: value}``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,8 +28,12 @@ def _per_thr(thrs: Thrs, fn) -> dict[str, Any]:
 
 
 @METRICS.register_module(name="accuracy")
-def accuracy(scores: torch.Tensor, targets: torch.Tensor, topk: int | tuple[int, ...] = (1,),
-             thrs: Thrs = None) -> dict[str, float]:
+def accuracy(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    topk: int | tuple[int, ...] = (1,),
+    thrs: Thrs = None,
+) -> dict[str, float]:
     """Top-k accuracy in percent: ``accuracy_top-1``, ``accuracy_top-5``, ... A prediction
     whose score is not above ``thrs`` counts as wrong (mmcls)."""
     topk = (topk,) if isinstance(topk, int) else tuple(topk)
@@ -40,15 +45,19 @@ def accuracy(scores: torch.Tensor, targets: torch.Tensor, topk: int | tuple[int,
         correct = pred.eq(targets.view(-1, 1))
         if thr is not None:
             correct &= values > thr
-        return {f"accuracy_top-{k}": correct[:, :min(k, maxk)].any(dim=1).sum().item() * 100.0 / n
-                for k in topk}
+        return {
+            f"accuracy_top-{k}": correct[:, : min(k, maxk)].any(dim=1).sum().item() * 100.0 / n
+            for k in topk
+        }
+
     return _per_thr(thrs, at)
 
 
 def _check_average_mode(average_mode: str) -> None:
     if average_mode not in AVERAGE_MODES:
-        raise ValueError(f"metric_options.average_mode: expected one of {AVERAGE_MODES}, "
-                         f"got {average_mode!r}")
+        raise ValueError(
+            f"metric_options.average_mode: expected one of {AVERAGE_MODES}, got {average_mode!r}"
+        )
 
 
 def _average(name: str, per_class: torch.Tensor, average_mode: str) -> dict[str, float]:
@@ -58,8 +67,9 @@ def _average(name: str, per_class: torch.Tensor, average_mode: str) -> dict[str,
     return {f"{name}_class-{c}": v for c, v in enumerate(per_class.tolist())}
 
 
-def _precision_recall_f1(scores: torch.Tensor, targets: torch.Tensor,
-                         thr: float | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _precision_recall_f1(
+    scores: torch.Tensor, targets: torch.Tensor, thr: float | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-class precision, recall, F1 in percent, as mmcls's ``precision_recall_f1``:
     the top-1 class is the prediction, and a prediction with score <= ``thr`` is none."""
     classes = torch.arange(scores.size(1))
@@ -76,14 +86,22 @@ def _precision_recall_f1(scores: torch.Tensor, targets: torch.Tensor,
 
 
 def _prf_metric(index: int, name: str):
-    def metric(scores: torch.Tensor, targets: torch.Tensor, average_mode: str = "macro",
-               thrs: Thrs = 0.0) -> dict[str, float]:
+    def metric(
+        scores: torch.Tensor, targets: torch.Tensor, average_mode: str = "macro", thrs: Thrs = 0.0
+    ) -> dict[str, float]:
         _check_average_mode(average_mode)
-        return _per_thr(thrs, lambda thr: _average(
-            name, _precision_recall_f1(scores, targets, thr)[index], average_mode))
+        return _per_thr(
+            thrs,
+            lambda thr: _average(
+                name, _precision_recall_f1(scores, targets, thr)[index], average_mode
+            ),
+        )
+
     metric.__name__ = metric.__qualname__ = name
-    metric.__doc__ = (f"mmcls's {name} in percent: class-averaged ('macro') or per class "
-                      f"('none'); ``thrs`` (default 0.) as in mmcls, a tuple gives one per threshold.")
+    metric.__doc__ = (
+        f"mmcls's {name} in percent: class-averaged ('macro') or per class "
+        f"('none'); ``thrs`` (default 0.) as in mmcls, a tuple gives one per threshold."
+    )
     return metric
 
 
@@ -93,8 +111,9 @@ f1_score = METRICS.register_module(name="f1_score", module=_prf_metric(2, "f1_sc
 
 
 @METRICS.register_module(name="support")
-def support(scores: torch.Tensor, targets: torch.Tensor,
-            average_mode: str = "macro") -> dict[str, float]:
+def support(
+    scores: torch.Tensor, targets: torch.Tensor, average_mode: str = "macro"
+) -> dict[str, float]:
     """Samples per true class (mmcls): their total for 'macro', per class for 'none'."""
     _check_average_mode(average_mode)
     counts = torch.bincount(targets.cpu().long(), minlength=scores.size(1)).double()
@@ -109,23 +128,33 @@ def check_metrics(metric: Any, options: dict | None, path: str) -> list[str]:
     allowed: set[str] = set()
     for m in names:
         if m not in METRICS:
-            problems.append(f"{path}.metric: unknown metric '{m}'{did_you_mean(m, METRICS.keys())} "
-                            f"(available: {', '.join(METRICS.keys())})")
+            problems.append(
+                f"{path}.metric: unknown metric '{m}'{did_you_mean(m, METRICS.keys())} "
+                f"(available: {', '.join(METRICS.keys())})"
+            )
         else:
             allowed |= accepted_arguments(METRICS.get(m))[0] - {"scores", "targets"}
-    for k in (options or {}):
+    for k in options or {}:
         if allowed and k not in allowed:
-            problems.append(f"{path}.metric_options: unexpected option '{k}'"
-                            f"{did_you_mean(k, allowed)} (accepted: {', '.join(sorted(allowed))})")
+            problems.append(
+                f"{path}.metric_options: unexpected option '{k}'"
+                f"{did_you_mean(k, allowed)} (accepted: {', '.join(sorted(allowed))})"
+            )
     mode = (options or {}).get("average_mode", "macro")
     if mode not in AVERAGE_MODES:
-        problems.append(f"{path}.metric_options.average_mode: expected one of "
-                        f"{', '.join(map(repr, AVERAGE_MODES))}, got {mode!r}")
+        problems.append(
+            f"{path}.metric_options.average_mode: expected one of "
+            f"{', '.join(map(repr, AVERAGE_MODES))}, got {mode!r}"
+        )
     return problems
 
 
-def evaluate(scores: torch.Tensor, targets: torch.Tensor, metric: str | list[str] = "accuracy",
-             metric_options: dict | None = None) -> dict[str, float]:
+def evaluate(
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    metric: str | list[str] = "accuracy",
+    metric_options: dict | None = None,
+) -> dict[str, float]:
     problems = check_metrics(metric, metric_options, "evaluation")
     if problems:
         raise ConfigError(problems)
@@ -133,6 +162,7 @@ def evaluate(scores: torch.Tensor, targets: torch.Tensor, metric: str | list[str
     for m in [metric] if isinstance(metric, str) else metric:
         fn = METRICS.get(m)
         names = accepted_arguments(fn)[0]
-        results.update(fn(scores, targets, **{k: v for k, v in (metric_options or {}).items()
-                                              if k in names}))
+        results.update(
+            fn(scores, targets, **{k: v for k, v in (metric_options or {}).items() if k in names})
+        )
     return results

@@ -1,4 +1,5 @@
 """Scores of a whole evaluation set, gathered from every process exactly once per sample."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -8,8 +9,9 @@ from torch import nn
 
 
 @torch.no_grad()
-def predict(model: nn.Module, dataloader: Iterable, accelerator,
-            on_batch: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(
+    model: nn.Module, dataloader: Iterable, accelerator, on_batch: Callable[[], None] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax scores and targets (on CPU) of every sample of ``dataloader``.
 
     ``accelerator.gather_for_metrics`` drops the samples a distributed sampler repeats to

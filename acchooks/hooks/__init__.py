@@ -1,4 +1,5 @@
 """Hooks: the contract (stages, priority, Hook, the dispatch table) and the built-ins."""
+
 from .checkpoint import CheckpointHook
 from .ema import EMAHook
 from .empty_cache import EmptyCacheHook
@@ -16,8 +17,23 @@ from .sync_buffers import SyncBuffersHook
 from .table import HookTable
 
 __all__ = [
-    "Hook", "HookTable", "Priority", "get_priority", "STAGES", "CheckpointHook", "EvalHook",
-    "IterTimerHook", "LoggerHook", "TextLoggerHook", "TensorboardLoggerHook", "OptimizerHook",
-    "LrUpdaterHook", "MomentumUpdaterHook", "EMAHook", "SyncBuffersHook", "EmptyCacheHook",
-    "ProfilerHook", "ProgressBarHook",
+    "Hook",
+    "HookTable",
+    "Priority",
+    "get_priority",
+    "STAGES",
+    "CheckpointHook",
+    "EvalHook",
+    "IterTimerHook",
+    "LoggerHook",
+    "TextLoggerHook",
+    "TensorboardLoggerHook",
+    "OptimizerHook",
+    "LrUpdaterHook",
+    "MomentumUpdaterHook",
+    "EMAHook",
+    "SyncBuffersHook",
+    "EmptyCacheHook",
+    "ProfilerHook",
+    "ProgressBarHook",
 ]

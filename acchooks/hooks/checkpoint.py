@@ -12,6 +12,7 @@ saved, and runs only after the new checkpoint is committed, so even ``max_keep_c
 keeps the previous complete checkpoint until the new one is in place. The runner does
 the writing (main process, atomic directory, every process waits for the commit).
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,15 @@ from .priority import Priority
 class CheckpointHook(Hook):
     priority = Priority.NORMAL
 
-    def __init__(self, interval: int = -1, by_epoch: bool = True, save_optimizer: bool = True,
-                 out_dir: str | None = None, max_keep_ckpts: int = -1, save_last: bool = True):
+    def __init__(
+        self,
+        interval: int = -1,
+        by_epoch: bool = True,
+        save_optimizer: bool = True,
+        out_dir: str | None = None,
+        max_keep_ckpts: int = -1,
+        save_last: bool = True,
+    ):
         for name, value in (("interval", interval), ("max_keep_ckpts", max_keep_ckpts)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError(f"checkpoint_config.{name}: expected an int, got {value!r}")
@@ -68,21 +76,29 @@ class CheckpointHook(Hook):
         if runner.is_main_process:
             prefix = saved.split("_")[0]
             pat = re.compile(rf"{prefix}_(\d+)")
-            found = sorted((int(m.group(1)), d) for d in os.listdir(root)
-                           if d != saved and (m := pat.fullmatch(d))
-                           and os.path.isfile(os.path.join(root, d, "manifest.json")))
-            for _, d in found[:max(len(found) - (self.max_keep_ckpts - 1), 0)]:
+            found = sorted(
+                (int(m.group(1)), d)
+                for d in os.listdir(root)
+                if d != saved
+                and (m := pat.fullmatch(d))
+                and os.path.isfile(os.path.join(root, d, "manifest.json"))
+            )
+            for _, d in found[: max(len(found) - (self.max_keep_ckpts - 1), 0)]:
                 remove_checkpoint(os.path.join(root, d))
         runner.accelerator.wait_for_everyone()
 
     def after_train_epoch(self, runner) -> None:
         if not self.by_epoch:
             return
-        if self.every_n_epochs(runner, self.interval) or (self.save_last and self.is_last_epoch(runner)):
+        if self.every_n_epochs(runner, self.interval) or (
+            self.save_last and self.is_last_epoch(runner)
+        ):
             self._save(runner, f"epoch_{runner.epoch + 1}")
 
     def after_train_iter(self, runner) -> None:
         if self.by_epoch:
             return
-        if self.every_n_iters(runner, self.interval) or (self.save_last and self.is_last_iter(runner)):
+        if self.every_n_iters(runner, self.interval) or (
+            self.save_last and self.is_last_iter(runner)
+        ):
             self._save(runner, f"iter_{runner.iter + 1}")

@@ -30,6 +30,7 @@ evaluation (and the best checkpoint it writes) and puts the trained ones back af
 Unlike mmcv's swap from ``after_train_epoch`` to the next ``before_train_epoch``, regular
 checkpoints therefore hold the trained weights, and resume continues training exactly.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,29 +50,40 @@ from .priority import Priority
 class EMAHook(Hook):
     priority = Priority.NORMAL
 
-    def __init__(self, momentum: float | None = None, interval: int = 1, warm_up: int = 100,
-                 resume_from: str | None = None, decay: float | None = None,
-                 evaluate_with_ema: bool = True, device: str | None = None):
+    def __init__(
+        self,
+        momentum: float | None = None,
+        interval: int = 1,
+        warm_up: int = 100,
+        resume_from: str | None = None,
+        decay: float | None = None,
+        evaluate_with_ema: bool = True,
+        device: str | None = None,
+    ):
         problems = []
         if momentum is not None and decay is not None:
             problems.append("EMAHook: give momentum or decay (= 1 - momentum), not both")
         m = 1.0 - decay if decay is not None else 0.0002 if momentum is None else momentum
         name = "decay" if decay is not None else "momentum"
         if not isinstance(m, float | int) or not 0.0 < m < 1.0:
-            problems.append(f"EMAHook.{name}: expected a float in (0, 1), got "
-                            f"{decay if decay is not None else momentum!r}")
+            problems.append(
+                f"EMAHook.{name}: expected a float in (0, 1), got "
+                f"{decay if decay is not None else momentum!r}"
+            )
         if not isinstance(interval, int) or isinstance(interval, bool) or interval <= 0:
             problems.append(f"EMAHook.interval: expected a positive int, got {interval!r}")
         if not isinstance(warm_up, int) or isinstance(warm_up, bool) or warm_up < 0:
-            problems.append(f"EMAHook.warm_up: expected an int >= 0 (0: no warm-up), got {warm_up!r}")
+            problems.append(
+                f"EMAHook.warm_up: expected an int >= 0 (0: no warm-up), got {warm_up!r}"
+            )
         if problems:
             raise ConfigError(problems)
         self.momentum, self.interval, self.warm_up = float(m), interval, warm_up
         self.update_momentum = 1.0 - (1.0 - self.momentum) ** interval
         self.resume_from, self.evaluate_with_ema = resume_from, evaluate_with_ema
         self.device = torch.device(device) if device is not None else None
-        self.updates = 0        # EMA updates done
-        self.seen_step = 0      # runner.step when the EMA last caught up
+        self.updates = 0  # EMA updates done
+        self.seen_step = 0  # runner.step when the EMA last caught up
         self._pending: dict[str, Any] | None = None  # state loaded before before_run
         self._names: list[str] = []
         self._ema: list[torch.Tensor] = []
@@ -82,9 +94,11 @@ class EMAHook(Hook):
         if str(getattr(acc, "distributed_type", "")).endswith("FSDP"):
             # the EMA would average each process's shards (FSDP1: flat parameters under
             # wrapped names), and swapping EMA weights in for evaluation fails on DTensors
-            raise ConfigError("custom_hooks (EMAHook): not supported under FSDP yet (the EMA "
-                              "would hold each process's shards); train with DDP "
-                              "(launch/multi_gpu.yaml) or remove the EMAHook")
+            raise ConfigError(
+                "custom_hooks (EMAHook): not supported under FSDP yet (the EMA "
+                "would hold each process's shards); train with DDP "
+                "(launch/multi_gpu.yaml) or remove the EMAHook"
+            )
         model = runner.unwrapped_model
         params = [(n, p) for n, p in model.named_parameters() if p.is_floating_point()]
         params_ids = {id(p) for _, p in params}
@@ -93,13 +107,20 @@ class EMAHook(Hook):
         self._params = [p for _, p in params]
         self._buffers = [b for _, b in buffers]
         self._names = [n for n, _ in params] + [n for n, _ in buffers]
-        self._ema = [p.detach().to(device=device or p.device, dtype=torch.float32, copy=True)
-                     for p in self._params]
+        self._ema = [
+            p.detach().to(device=device or p.device, dtype=torch.float32, copy=True)
+            for p in self._params
+        ]
         self._ema += [b.detach().to(device=device or b.device, copy=True) for b in self._buffers]
-        self._ema_params, self._ema_buffers = self._ema[:len(self._params)], self._ema[len(self._params):]
+        self._ema_params, self._ema_buffers = (
+            self._ema[: len(self._params)],
+            self._ema[len(self._params) :],
+        )
         # cast/move only when the model's tensors are not already fp32 on the EMA device
-        self._convert = any(p.dtype != torch.float32 or e.device != p.device
-                            for p, e in zip(self._params, self._ema_params, strict=True))
+        self._convert = any(
+            p.dtype != torch.float32 or e.device != p.device
+            for p, e in zip(self._params, self._ema_params, strict=True)
+        )
         self.seen_step = runner.step
         if self._pending is not None:
             self._apply_state(self._pending, "resume")
@@ -122,7 +143,9 @@ class EMAHook(Hook):
                 self.seen_step = runner.step
                 return
         weights = read_weights(path, what="EMAHook.resume_from")
-        self._apply_state({"ema": weights, "updates": 0, "step": runner.step}, f"resume_from {path}")
+        self._apply_state(
+            {"ema": weights, "updates": 0, "step": runner.step}, f"resume_from {path}"
+        )
         runner.logger.info(f"EMAHook: EMA initialised from the model weights in {path}")
 
     # ---------------------------------------------------------------- update
@@ -143,8 +166,10 @@ class EMAHook(Hook):
             m = min(m, (1 + t) / (self.warm_up + t))
         src = self._params
         if self._convert:
-            src = [p.to(device=e.device, dtype=torch.float32)
-                   for p, e in zip(src, self._ema_params, strict=True)]
+            src = [
+                p.to(device=e.device, dtype=torch.float32)
+                for p, e in zip(src, self._ema_params, strict=True)
+            ]
         torch._foreach_lerp_(self._ema_params, src, m)
         self.updates += 1
 
@@ -171,8 +196,9 @@ class EMAHook(Hook):
         with torch.no_grad():
             backup = [p.detach().clone() for p in self._params]
             torch._foreach_copy_(self._params, self._ema_params)
-        runner.logger.info(f"Evaluating with EMA weights ({self.updates} updates, "
-                           f"step {self.seen_step})")
+        runner.logger.info(
+            f"Evaluating with EMA weights ({self.updates} updates, step {self.seen_step})"
+        )
         try:
             yield
         finally:
@@ -193,14 +219,21 @@ class EMAHook(Hook):
         if os.path.isdir(path) or not path.endswith(".safetensors"):
             path = os.path.join(path, "model.safetensors")
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.ema_state_dict().items()}, path)
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in self.ema_state_dict().items()}, path
+        )
         return path
 
     def state_dict(self) -> dict[str, Any]:
         if not self._ema:
             return dict(self._pending) if self._pending else {}
-        return {"ema": self.ema_state_dict(), "updates": self.updates, "step": self.seen_step,
-                "momentum": self.momentum, "interval": self.interval}
+        return {
+            "ema": self.ema_state_dict(),
+            "updates": self.updates,
+            "step": self.seen_step,
+            "momentum": self.momentum,
+            "interval": self.interval,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # resume happens before before_run has collected the model's tensors: keep it
@@ -213,8 +246,10 @@ class EMAHook(Hook):
         saved = state.get("ema", {})
         missing = [n for n in self._names if n not in saved]
         if missing:
-            raise ValueError(f"EMAHook ({source}): the saved EMA lacks {len(missing)} of the "
-                             f"model's tensors, e.g. {missing[:3]}; was it saved for another model?")
+            raise ValueError(
+                f"EMAHook ({source}): the saved EMA lacks {len(missing)} of the "
+                f"model's tensors, e.g. {missing[:3]}; was it saved for another model?"
+            )
         with torch.no_grad():
             for name, ema in zip(self._names, self._ema, strict=True):
                 ema.copy_(saved[name])

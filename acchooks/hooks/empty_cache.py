@@ -4,6 +4,7 @@
 ``clear_device_cache``, which knows CUDA, XPU, NPU, MLU, MPS, ...; on a CPU it does
 nothing. Useful when memory is fragmented, e.g. between train and val phases.
 """
+
 from __future__ import annotations
 
 from ..registry import HOOKS
@@ -21,9 +22,14 @@ def _clear() -> None:
 class EmptyCacheHook(Hook):
     priority = Priority.NORMAL
 
-    def __init__(self, before_epoch: bool = False, after_epoch: bool = True,
-                 after_iter: bool = False):
-        self._before_epoch, self._after_epoch, self._after_iter = before_epoch, after_epoch, after_iter
+    def __init__(
+        self, before_epoch: bool = False, after_epoch: bool = True, after_iter: bool = False
+    ):
+        self._before_epoch, self._after_epoch, self._after_iter = (
+            before_epoch,
+            after_epoch,
+            after_iter,
+        )
         self.calls = 0  # how often the cache was released (for tests and curiosity)
 
     def _release(self) -> None:

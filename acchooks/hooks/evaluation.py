@@ -10,6 +10,7 @@ same as there. A hook with an ``evaluation_weights(runner)`` context manager (EM
 is entered around the evaluation and the best-checkpoint save: the metrics and the
 best weights are those of the weights it puts in the model.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,20 @@ from .priority import Priority
 
 # mmcv's defaults (plus recall and f1): a metric named like one of these is "greater is
 # better" / "less is better"; exact names first, then substrings, greater before less
-GREATER_KEYS = ("acc", "top", "AR@", "auc", "precision", "mAP", "mDice", "mIoU", "mAcc", "aAcc",
-                "recall", "f1")
+GREATER_KEYS = (
+    "acc",
+    "top",
+    "AR@",
+    "auc",
+    "precision",
+    "mAP",
+    "mDice",
+    "mIoU",
+    "mAcc",
+    "aAcc",
+    "recall",
+    "f1",
+)
 LESS_KEYS = ("loss",)
 
 
@@ -51,11 +64,20 @@ def infer_rule(key: str, greater_keys=GREATER_KEYS, less_keys=LESS_KEYS) -> str 
 class EvalHook(Hook):
     priority = Priority.LOW
 
-    def __init__(self, dataloader=None, interval: int = 1, start: int | None = None,
-                 by_epoch: bool = True, metric: str | list[str] = "accuracy",
-                 metric_options: dict | None = None, save_best: bool | str | None = None,
-                 rule: str | None = None, out_dir: str | None = None,
-                 greater_keys: list[str] | None = None, less_keys: list[str] | None = None):
+    def __init__(
+        self,
+        dataloader=None,
+        interval: int = 1,
+        start: int | None = None,
+        by_epoch: bool = True,
+        metric: str | list[str] = "accuracy",
+        metric_options: dict | None = None,
+        save_best: bool | str | None = None,
+        rule: str | None = None,
+        out_dir: str | None = None,
+        greater_keys: list[str] | None = None,
+        less_keys: list[str] | None = None,
+    ):
         problems = check_metrics(metric, metric_options, "evaluation")
         if not isinstance(interval, int) or interval <= 0:
             problems.append(f"evaluation.interval: expected a positive int, got {interval!r}")
@@ -93,8 +115,7 @@ class EvalHook(Hook):
 
     def predict(self, runner) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores and targets of the whole val set, gathered from every process."""
-        return predict(runner.model, self.dataloader, runner.accelerator,
-                       on_batch=self._on_batch)
+        return predict(runner.model, self.dataloader, runner.accelerator, on_batch=self._on_batch)
 
     def _progress_bar(self, runner):
         """The progress hook's transient evaluation bar: a context whose value is the
@@ -130,16 +151,20 @@ class EvalHook(Hook):
     def _save_best(self, runner, results: dict[str, float]) -> None:
         key = next(iter(results)) if self.save_best in (True, "auto") else self.save_best
         if key not in results:
-            raise ConfigError(f"evaluation.save_best: '{key}' is not among the computed metrics "
-                              f"{list(results)}")
+            raise ConfigError(
+                f"evaluation.save_best: '{key}' is not among the computed metrics {list(results)}"
+            )
         self.key_indicator = key
         rule = self.rule or infer_rule(key, self.greater_keys, self.less_keys)
         if rule is None:
-            raise ConfigError(f"evaluation.rule: cannot infer whether '{key}' is better greater "
-                              f"or less; set rule='greater' or rule='less'")
+            raise ConfigError(
+                f"evaluation.rule: cannot infer whether '{key}' is better greater "
+                f"or less; set rule='greater' or rule='less'"
+            )
         score = results[key]
-        better = (self.best_score is None or (score > self.best_score if rule == "greater"
-                                              else score < self.best_score))
+        better = self.best_score is None or (
+            score > self.best_score if rule == "greater" else score < self.best_score
+        )
         if not better or math.isnan(score):
             return
         self.best_score = score
@@ -147,16 +172,20 @@ class EvalHook(Hook):
         n = runner.epoch + 1 if self.by_epoch else runner.iter + 1
         name = f"best_{key}_{unit}_{n}"
         previous = self.best_ckpt
-        self.best_ckpt = runner.save_checkpoint(name, out_dir=self.out_dir, save_optimizer=False,
-                                                update_latest=False)
+        self.best_ckpt = runner.save_checkpoint(
+            name, out_dir=self.out_dir, save_optimizer=False, update_latest=False
+        )
         if previous and previous != self.best_ckpt:
             runner.remove_checkpoint(previous)
         runner.logger.info(f"Now best checkpoint is saved as {name} ({key}: {score:.4f}).")
         runner.log_buffer.put({f"best_{key}": score}, mode="val")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_score": self.best_score, "best_ckpt": self.best_ckpt,
-                "key_indicator": self.key_indicator}
+        return {
+            "best_score": self.best_score,
+            "best_ckpt": self.best_ckpt,
+            "key_indicator": self.key_indicator,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best_score = state.get("best_score")

@@ -30,6 +30,7 @@ A public method whose name starts with ``before_`` or ``after_`` but is not a st
 (``after_train_iteration``) is an error when the class is defined: it would otherwise
 silently never be called.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -51,7 +52,9 @@ class Hook:
         for name, value in vars(cls).items():
             if not callable(value) or name.startswith("_"):
                 continue
-            if (name.startswith("before_") or name.startswith("after_")) and name not in HOOK_METHODS:
+            if (
+                name.startswith("before_") or name.startswith("after_")
+            ) and name not in HOOK_METHODS:
                 raise TypeError(
                     f"{cls.__qualname__}.{name} looks like a hook stage but is not one"
                     f"{did_you_mean(name, HOOK_METHODS)} Stages: {', '.join(STAGES + GENERIC)}"

@@ -5,6 +5,7 @@ and ``samples/s`` (throughput of all processes together).
 into the log buffer weighted by the iteration's time, so the logged average over an
 interval is (samples in the interval) / (time of the interval), not a mean of rates.
 """
+
 from __future__ import annotations
 
 import time

@@ -22,6 +22,7 @@ does what that wrapper does then, once the wrapper's checks have been answered o
 when ``accelerator.sync_gradients``. Everything else (fp16 loss scaling, DeepSpeed's
 wrapper, XLA) goes through the wrapper as before.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -40,16 +41,25 @@ NONFINITE = (None, "raise", "skip")
 
 def _check_grad_clip(grad_clip) -> None:
     if not isinstance(grad_clip, dict):
-        raise ConfigError(f"optimizer_config.grad_clip: expected a dict such as "
-                          f"dict(max_norm=35, norm_type=2) or None, got {grad_clip!r}")
+        raise ConfigError(
+            f"optimizer_config.grad_clip: expected a dict such as "
+            f"dict(max_norm=35, norm_type=2) or None, got {grad_clip!r}"
+        )
     allowed = NORM_KEYS | VALUE_KEYS
     bad = [k for k in grad_clip if k not in allowed]
     if bad:
-        raise ConfigError([f"optimizer_config.grad_clip: unexpected key '{k}'"
-                           f"{did_you_mean(k, allowed)} (accepted: {sorted(allowed)})" for k in bad])
+        raise ConfigError(
+            [
+                f"optimizer_config.grad_clip: unexpected key '{k}'"
+                f"{did_you_mean(k, allowed)} (accepted: {sorted(allowed)})"
+                for k in bad
+            ]
+        )
     if not ("max_norm" in grad_clip) ^ ("clip_value" in grad_clip):
-        raise ConfigError("optimizer_config.grad_clip: give either max_norm (with optional "
-                          f"norm_type) or clip_value, got {grad_clip}")
+        raise ConfigError(
+            "optimizer_config.grad_clip: give either max_norm (with optional "
+            f"norm_type) or clip_value, got {grad_clip}"
+        )
 
 
 def _direct_inner(optimizer, acc):
@@ -59,8 +69,11 @@ def _direct_inner(optimizer, acc):
     from accelerate.optimizer import AcceleratedOptimizer
     from accelerate.utils import DistributedType
 
-    if type(optimizer) is not AcceleratedOptimizer or optimizer.scaler is not None \
-            or acc.distributed_type == DistributedType.XLA:
+    if (
+        type(optimizer) is not AcceleratedOptimizer
+        or optimizer.scaler is not None
+        or acc.distributed_type == DistributedType.XLA
+    ):
         return None
     inner = optimizer.optimizer
     if type(inner).__module__.split(".")[0] == "lomo_optim":  # its step is a no-op there
@@ -88,17 +101,28 @@ class OptimizerHook(Hook):
 
     priority = Priority.ABOVE_NORMAL
 
-    def __init__(self, grad_clip: dict | None = None, detect_anomalous_params: bool = False,
-                 cumulative_iters: int = 1, nonfinite: str | None = None):
+    def __init__(
+        self,
+        grad_clip: dict | None = None,
+        detect_anomalous_params: bool = False,
+        cumulative_iters: int = 1,
+        nonfinite: str | None = None,
+    ):
         if grad_clip is not None:
             _check_grad_clip(grad_clip)
-        if not isinstance(cumulative_iters, int) or isinstance(cumulative_iters, bool) \
-                or cumulative_iters < 1:
-            raise ConfigError(f"optimizer_config.cumulative_iters: expected a positive int, "
-                              f"got {cumulative_iters!r}")
+        if (
+            not isinstance(cumulative_iters, int)
+            or isinstance(cumulative_iters, bool)
+            or cumulative_iters < 1
+        ):
+            raise ConfigError(
+                f"optimizer_config.cumulative_iters: expected a positive int, "
+                f"got {cumulative_iters!r}"
+            )
         if nonfinite not in NONFINITE:
-            raise ConfigError(f"optimizer_config.nonfinite: expected 'raise', 'skip' or None, "
-                              f"got {nonfinite!r}")
+            raise ConfigError(
+                f"optimizer_config.nonfinite: expected 'raise', 'skip' or None, got {nonfinite!r}"
+            )
         self.grad_clip = grad_clip
         self.detect_anomalous_params = detect_anomalous_params
         self.cumulative_iters = cumulative_iters
@@ -106,7 +130,7 @@ class OptimizerHook(Hook):
         self.skipped_steps = 0
         self._n = 1  # Accelerate's accumulation steps, set before the run
         self._wrapper = None  # the prepared optimizer _inner was found for
-        self._inner = None    # its inner optimizer, when stepping it directly is equivalent
+        self._inner = None  # its inner optimizer, when stepping it directly is equivalent
         self._bad_loss: torch.Tensor | None = None  # any non-finite loss in this window
 
     def state_dict(self) -> dict:
@@ -119,13 +143,19 @@ class OptimizerHook(Hook):
         n = runner.accelerator.gradient_accumulation_steps
         self._n = n  # fixed when the Accelerator is made; read every iteration
         if self.cumulative_iters > 1 and n != self.cumulative_iters:
-            raise ConfigError(f"optimizer_config.cumulative_iters={self.cumulative_iters} but the "
-                              f"Accelerator accumulates {n} micro-batches (accelerator."
-                              f"gradient_accumulation_steps or accelerate launch); make them equal")
-        if n > 1 and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-                         for m in runner.unwrapped_model.modules()):
-            runner.logger.warning(f"accumulating {n} micro-batches: BatchNorm statistics still "
-                                  f"come from each micro-batch (as in mmcv)")
+            raise ConfigError(
+                f"optimizer_config.cumulative_iters={self.cumulative_iters} but the "
+                f"Accelerator accumulates {n} micro-batches (accelerator."
+                f"gradient_accumulation_steps or accelerate launch); make them equal"
+            )
+        if n > 1 and any(
+            isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+            for m in runner.unwrapped_model.modules()
+        ):
+            runner.logger.warning(
+                f"accumulating {n} micro-batches: BatchNorm statistics still "
+                f"come from each micro-batch (as in mmcv)"
+            )
         if n > 1:
             # windows restart with every pass over the data; a resume inside a pass
             # continues the window count where the interrupted run was
@@ -136,7 +166,8 @@ class OptimizerHook(Hook):
                     f"resumed after batch {done} of the epoch, inside a window of {n} "
                     f"accumulated micro-batches: the gradients of its first {done % n} "
                     f"micro-batches were not saved, so that one step sees fewer samples "
-                    f"(save checkpoints every multiple of {n} iterations to avoid this)")
+                    f"(save checkpoints every multiple of {n} iterations to avoid this)"
+                )
             self._arm_last_window(runner, runner.iter)
 
     @staticmethod
@@ -176,16 +207,20 @@ class OptimizerHook(Hook):
                 return
         else:
             acc.backward(loss)
-        params = ([p for p in runner.model.parameters() if p.grad is not None]
-                  if self.nonfinite is not None or self.grad_clip is not None else [])
+        params = (
+            [p for p in runner.model.parameters() if p.grad is not None]
+            if self.nonfinite is not None or self.grad_clip is not None
+            else []
+        )
         if self.nonfinite is not None and self._skip_nonfinite(runner, params):
             return
         if self.grad_clip is not None:
             if "clip_value" in self.grad_clip:
                 acc.clip_grad_value_(params, self.grad_clip["clip_value"])
             elif params:
-                norm = acc.clip_grad_norm_(params, self.grad_clip["max_norm"],
-                                           self.grad_clip.get("norm_type", 2))
+                norm = acc.clip_grad_norm_(
+                    params, self.grad_clip["max_norm"], self.grad_clip.get("norm_type", 2)
+                )
                 runner.log_buffer.update({"grad_norm": norm.detach()})
         self._step_and_zero_grad(runner.optimizer, acc)
         scaled = acc.scaler is not None
@@ -211,13 +246,17 @@ class OptimizerHook(Hook):
     def _skip_nonfinite(self, runner, params: list[torch.Tensor]) -> bool:
         """Decide jointly whether this step is non-finite anywhere; raise or skip."""
         acc = runner.accelerator
-        bad = self._bad_loss.reshape(()).clone() if self._bad_loss is not None else \
-            torch.zeros((), dtype=torch.bool, device=acc.device)
+        bad = (
+            self._bad_loss.reshape(()).clone()
+            if self._bad_loss is not None
+            else torch.zeros((), dtype=torch.bool, device=acc.device)
+        )
         self._bad_loss = None
         norm = None
         if params and acc.scaler is None:  # under fp16 the GradScaler owns inf gradients
-            norm = torch.linalg.vector_norm(torch.stack(
-                [torch.linalg.vector_norm(p.grad.detach().float()) for p in params]))
+            norm = torch.linalg.vector_norm(
+                torch.stack([torch.linalg.vector_norm(p.grad.detach().float()) for p in params])
+            )
             bad = bad | ~torch.isfinite(norm)
         flags = acc.gather(bad.float().reshape(1).to(acc.device))  # one collective
         if not bool(flags.any()):
@@ -226,17 +265,23 @@ class OptimizerHook(Hook):
             return False
         ranks = [i for i, f in enumerate(flags.tolist()) if f]
         terms = {k: float(v) for k, v in runner.outputs.get("log_vars", {}).items()}
-        where = (f"optimizer step {runner.step} (epoch {runner.epoch + 1}, iter {runner.iter + 1})"
-                 f" on process(es) {ranks} of {acc.num_processes}")
+        where = (
+            f"optimizer step {runner.step} (epoch {runner.epoch + 1}, iter {runner.iter + 1})"
+            f" on process(es) {ranks} of {acc.num_processes}"
+        )
         if self.nonfinite == "raise":
-            raise FloatingPointError(f"non-finite loss or gradients at {where}; loss terms on "
-                                     f"process {acc.process_index}: {terms}; set "
-                                     f"optimizer_config.nonfinite='skip' to skip such steps")
+            raise FloatingPointError(
+                f"non-finite loss or gradients at {where}; loss terms on "
+                f"process {acc.process_index}: {terms}; set "
+                f"optimizer_config.nonfinite='skip' to skip such steps"
+            )
         runner.optimizer.zero_grad(set_to_none=True)
         self.skipped_steps += 1
         runner.log_buffer.update({"skipped_steps": float(self.skipped_steps)})
-        runner.logger.warning(f"skipped non-finite {where}; loss terms on process "
-                              f"{acc.process_index}: {terms} ({self.skipped_steps} skipped so far)")
+        runner.logger.warning(
+            f"skipped non-finite {where}; loss terms on process "
+            f"{acc.process_index}: {terms} ({self.skipped_steps} skipped so far)"
+        )
         return True
 
     @staticmethod
@@ -253,8 +298,9 @@ class OptimizerHook(Hook):
             todo.extend(f for f, _ in fn.next_functions)
         for name, p in runner.unwrapped_model.named_parameters():
             if p.requires_grad and p not in reached:
-                runner.logger.error(f"{name} with shape {tuple(p.size())} is not in the "
-                                    f"computational graph")
+                runner.logger.error(
+                    f"{name} with shape {tuple(p.size())} is not in the computational graph"
+                )
 
 
 @HOOKS.register_module()

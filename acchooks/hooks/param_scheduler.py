@@ -10,6 +10,7 @@ A policy is chosen as in mmcv: ``lr_config=dict(policy='CosineAnnealing', ...)``
 its hook name, ``dict(type='CosineAnnealingLrUpdaterHook', ...)``; every name is also
 registered in HOOKS (``StepLrUpdaterHook``, ``CyclicMomentumUpdaterHook``, ...).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -31,15 +32,28 @@ class _ParamSchedulerHook(Hook):
     default_warmup_ratio = 0.1
     policy_name: str | None = None  # fixed by the per-policy subclasses
 
-    def __init__(self, policy: str | None = None, by_epoch: bool | None = None,
-                 warmup: str | None = None, warmup_iters: int = 0,
-                 warmup_ratio: float | None = None, warmup_by_epoch: bool = False,
-                 **policy_args: Any):
-        args = {"policy": policy, "by_epoch": by_epoch, "warmup": warmup,
-                "warmup_iters": warmup_iters, "warmup_ratio": warmup_ratio,
-                "warmup_by_epoch": warmup_by_epoch, **policy_args}
-        problems = self.check_config({k: v for k, v in args.items() if v is not None},
-                                     path=self._config_key)
+    def __init__(
+        self,
+        policy: str | None = None,
+        by_epoch: bool | None = None,
+        warmup: str | None = None,
+        warmup_iters: int = 0,
+        warmup_ratio: float | None = None,
+        warmup_by_epoch: bool = False,
+        **policy_args: Any,
+    ):
+        args = {
+            "policy": policy,
+            "by_epoch": by_epoch,
+            "warmup": warmup,
+            "warmup_iters": warmup_iters,
+            "warmup_ratio": warmup_ratio,
+            "warmup_by_epoch": warmup_by_epoch,
+            **policy_args,
+        }
+        problems = self.check_config(
+            {k: v for k, v in args.items() if v is not None}, path=self._config_key
+        )
         if problems:
             raise ConfigError(problems)
         self.policy = policy_key(policy or self.policy_name or "Fixed")
@@ -62,15 +76,20 @@ class _ParamSchedulerHook(Hook):
         type_ = args.pop("type", None)
         base = cls.__mro__[0].__name__ if cls.policy_name is None else cls.__mro__[1].__name__
         if type_ is not None and type_ != base:
-            named = type_[:-len(base)] if type_.endswith(base) else None
+            named = type_[: -len(base)] if type_.endswith(base) else None
             if not named or named not in registry_for(path):
                 choices = [f"{k}{base}" for k in registry_for(path).keys()]
                 from ..errors import did_you_mean
-                return args, [f"{path}.type: unknown {base} '{type_}'{did_you_mean(type_, choices)} "
-                              f"(use policy=... or one of: {', '.join(choices)})"]
+
+                return args, [
+                    f"{path}.type: unknown {base} '{type_}'{did_you_mean(type_, choices)} "
+                    f"(use policy=... or one of: {', '.join(choices)})"
+                ]
             if "policy" in args and policy_key(str(args["policy"])) != named:
-                return args, [f"{path}: type '{type_}' and policy '{args['policy']}' disagree; "
-                              f"give one of them"]
+                return args, [
+                    f"{path}: type '{type_}' and policy '{args['policy']}' disagree; "
+                    f"give one of them"
+                ]
             args["policy"] = named
         elif "policy" not in args and cls.policy_name is None:
             return args, [f"{path}.policy: missing (e.g. policy='step')"]
@@ -93,17 +112,23 @@ class _ParamSchedulerHook(Hook):
         if by_epoch is not None and not isinstance(by_epoch, bool):
             problems.append(f"{path}.by_epoch: expected True or False, got {by_epoch!r}")
         if spec.iter_only and by_epoch:
-            problems.append(f"{path}.by_epoch: policy '{policy}' only supports by_epoch=False "
-                            f"(as in mmcv); remove by_epoch")
+            problems.append(
+                f"{path}.by_epoch: policy '{policy}' only supports by_epoch=False "
+                f"(as in mmcv); remove by_epoch"
+            )
         warmup = args.get("warmup")
         if warmup is not None:
             if warmup not in WARMUPS:
-                problems.append(f"{path}.warmup: '{warmup}' is not a supported type for warming "
-                                f"up; use one of {', '.join(WARMUPS)} or None")
+                problems.append(
+                    f"{path}.warmup: '{warmup}' is not a supported type for warming "
+                    f"up; use one of {', '.join(WARMUPS)} or None"
+                )
             iters = args.get("warmup_iters", 0)
             if not isinstance(iters, int) or isinstance(iters, bool) or iters <= 0:
-                problems.append(f"{path}.warmup_iters: must be a positive integer when warmup "
-                                f"is set, got {iters!r}")
+                problems.append(
+                    f"{path}.warmup_iters: must be a positive integer when warmup "
+                    f"is set, got {iters!r}"
+                )
             ratio = args.get("warmup_ratio", cls.default_warmup_ratio)
             if not isinstance(ratio, (int, float)) or not 0 < ratio <= 1.0:
                 problems.append(f"{path}.warmup_ratio: must be in (0, 1], got {ratio!r}")
@@ -139,31 +164,41 @@ class _ParamSchedulerHook(Hook):
             value = self.policy_args.get(key)
             if isinstance(value, (list, tuple)):
                 if len(value) != len(groups):
-                    problems.append(f"{path}.{key}: expected {len(groups)} values (one per param "
-                                    f"group), got {len(value)}")
+                    problems.append(
+                        f"{path}.{key}: expected {len(groups)} values (one per param "
+                        f"group), got {len(value)}"
+                    )
                     continue
                 for args, v in zip(self.group_args, value, strict=True):
                     args[key] = v
         if self.by_epoch and runner.max_epochs is None and self.spec.needs_max:
-            problems.append(f"{path}: policy '{self.policy}' with by_epoch=True needs an "
-                            f"EpochBasedRunner (max_epochs); set by_epoch=False")
+            problems.append(
+                f"{path}: policy '{self.policy}' with by_epoch=True needs an "
+                f"EpochBasedRunner (max_epochs); set by_epoch=False"
+            )
         elif self.spec.run_check is not None:
             limit = runner.max_epochs if self.by_epoch else runner.max_steps
-            problems += [f"{path} ({self.policy}): {p}"
-                         for p in self.spec.run_check(self.policy_args, limit)]
+            problems += [
+                f"{path} ({self.policy}): {p}" for p in self.spec.run_check(self.policy_args, limit)
+            ]
         if problems:
             raise ConfigError(problems)
 
-    def values_at(self, step: int, epoch: int, steps_per_epoch: int, max_steps: int,
-                  max_epochs: int | None) -> list[float]:
+    def values_at(
+        self, step: int, epoch: int, steps_per_epoch: int, max_steps: int, max_epochs: int | None
+    ) -> list[float]:
         """The value for every param group at a point of training (pure)."""
         if self.by_epoch:
             progress, max_progress = epoch, max_epochs
         else:
             progress, max_progress = step, max_steps
-        regular = [self.fn(b, progress, max_progress, **a)
-                   for b, a in zip(self.base_values, self.group_args, strict=True)]
-        warmup_iters = self.warmup_iters * steps_per_epoch if self.warmup_by_epoch else self.warmup_iters
+        regular = [
+            self.fn(b, progress, max_progress, **a)
+            for b, a in zip(self.base_values, self.group_args, strict=True)
+        ]
+        warmup_iters = (
+            self.warmup_iters * steps_per_epoch if self.warmup_by_epoch else self.warmup_iters
+        )
         if self.warmup is None or step >= warmup_iters:
             return regular
         return [self._warmup(r, step, warmup_iters) for r in regular]
@@ -171,12 +206,15 @@ class _ParamSchedulerHook(Hook):
     def before_train_iter(self, runner) -> None:
         # the values depend on (step, epoch) only; skip the recomputation when neither the
         # point of the schedule that matters nor the optimizer's groups changed
-        key = (runner.epoch if self.by_epoch and self.warmup is None else (runner.step, runner.epoch),
-               id(runner.optimizer))
+        key = (
+            runner.epoch if self.by_epoch and self.warmup is None else (runner.step, runner.epoch),
+            id(runner.optimizer),
+        )
         if key == getattr(self, "_last_key", None):
             return
-        values = self.values_at(runner.step, runner.epoch, runner.steps_per_epoch,
-                                runner.max_steps, runner.max_epochs)
+        values = self.values_at(
+            runner.step, runner.epoch, runner.steps_per_epoch, runner.max_steps, runner.max_epochs
+        )
         for g, v in zip(runner.optimizer.param_groups, values, strict=True):
             self._set(g, v)
         self._last_key = key
@@ -218,8 +256,10 @@ class MomentumUpdaterHook(_ParamSchedulerHook):
     def before_run(self, runner) -> None:
         g0 = runner.optimizer.param_groups[0]
         if "momentum" not in g0 and "betas" not in g0:
-            raise ConfigError(f"momentum_config: optimizer {type(runner.optimizer).__name__} has "
-                              f"neither 'momentum' nor 'betas'; remove momentum_config")
+            raise ConfigError(
+                f"momentum_config: optimizer {type(runner.optimizer).__name__} has "
+                f"neither 'momentum' nor 'betas'; remove momentum_config"
+            )
         super().before_run(runner)
 
     def _get(self, group: dict) -> float:
@@ -243,9 +283,17 @@ def _register_named(base: type[_ParamSchedulerHook]) -> None:
     """mmcv's per-policy hook names (``StepLrUpdaterHook``), each the base hook with its
     policy fixed."""
     for name in registry_for(base._config_key).keys():
-        HOOKS.register_module(module=type(f"{name}{base.__name__}", (base,), {
-            "policy_name": name, "__module__": __name__,
-            "__doc__": f"``{base._config_key}=dict(policy='{name}', ...)`` by its mmcv name."}))
+        HOOKS.register_module(
+            module=type(
+                f"{name}{base.__name__}",
+                (base,),
+                {
+                    "policy_name": name,
+                    "__module__": __name__,
+                    "__doc__": f"``{base._config_key}=dict(policy='{name}', ...)`` by its mmcv name.",
+                },
+            )
+        )
 
 
 _register_named(LrUpdaterHook)

@@ -1,4 +1,5 @@
 """Hook priorities, as in mmcv: a lower value runs earlier."""
+
 from __future__ import annotations
 
 from enum import IntEnum
@@ -25,20 +26,28 @@ def get_priority(priority: int | str | Priority) -> int:
     if isinstance(priority, Priority):
         return int(priority)
     if isinstance(priority, bool):  # bool is an int subclass; True is not a priority
-        raise TypeError(f"priority must be a name, an int in [0, 100] or Priority, got {priority!r}")
+        raise TypeError(
+            f"priority must be a name, an int in [0, 100] or Priority, got {priority!r}"
+        )
     if isinstance(priority, int):
         if not 0 <= priority <= 100:
-            raise ValueError(f"priority must be between 0 and 100 (HIGHEST..LOWEST), got {priority}")
+            raise ValueError(
+                f"priority must be between 0 and 100 (HIGHEST..LOWEST), got {priority}"
+            )
         return priority
     if isinstance(priority, str):
         key = priority.strip().upper()
         if key in Priority.__members__:
             return int(Priority[key])
         names = ", ".join(f"{p.name} ({p.value})" for p in Priority)
-        raise ValueError(f"unknown priority '{priority}'{did_you_mean(key, Priority.__members__)} "
-                         f"Valid names: {names}; or an int in [0, 100]")
-    raise TypeError(f"priority must be a name, an int in [0, 100] or Priority, got "
-                    f"{type(priority).__name__} {priority!r}")
+        raise ValueError(
+            f"unknown priority '{priority}'{did_you_mean(key, Priority.__members__)} "
+            f"Valid names: {names}; or an int in [0, 100]"
+        )
+    raise TypeError(
+        f"priority must be a name, an int in [0, 100] or Priority, got "
+        f"{type(priority).__name__} {priority!r}"
+    )
 
 
 def priority_name(value: int) -> str:

@@ -8,6 +8,7 @@ dir_name='tb_trace')`` writes TensorBoard profiler traces instead (view them wit
 row_limit=20)`` logs the op table. Relative paths are under the work dir. Only the main
 process profiles.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,10 @@ from ..registry import HOOKS
 from .hook import Hook
 from .priority import Priority
 
-ACTIVITIES = {"cpu": torch.profiler.ProfilerActivity.CPU, "cuda": torch.profiler.ProfilerActivity.CUDA}
+ACTIVITIES = {
+    "cpu": torch.profiler.ProfilerActivity.CPU,
+    "cuda": torch.profiler.ProfilerActivity.CUDA,
+}
 TRACE_TYPES = ("tb_trace", "log_trace")
 SCHEDULE_KEYS = ("wait", "warmup", "active", "repeat", "skip_first")
 
@@ -30,29 +34,48 @@ SCHEDULE_KEYS = ("wait", "warmup", "active", "repeat", "skip_first")
 class ProfilerHook(Hook):
     priority = Priority.NORMAL
 
-    def __init__(self, by_epoch: bool = True, profile_iters: int = 1,
-                 activities: list[str] | tuple[str, ...] = ("cpu", "cuda"),
-                 schedule: dict | None = None, on_trace_ready: Callable | dict | None = None,
-                 record_shapes: bool = False, profile_memory: bool = False,
-                 with_stack: bool = False, with_flops: bool = False,
-                 json_trace_path: str | None = None):
+    def __init__(
+        self,
+        by_epoch: bool = True,
+        profile_iters: int = 1,
+        activities: list[str] | tuple[str, ...] = ("cpu", "cuda"),
+        schedule: dict | None = None,
+        on_trace_ready: Callable | dict | None = None,
+        record_shapes: bool = False,
+        profile_memory: bool = False,
+        with_stack: bool = False,
+        with_flops: bool = False,
+        json_trace_path: str | None = None,
+    ):
         problems = []
         if not isinstance(profile_iters, int) or profile_iters < 1:
-            problems.append(f"ProfilerHook.profile_iters: expected an int >= 1, got {profile_iters!r}")
+            problems.append(
+                f"ProfilerHook.profile_iters: expected an int >= 1, got {profile_iters!r}"
+            )
         for a in activities:
             if a not in ACTIVITIES:
-                problems.append(f"ProfilerHook.activities: unknown activity '{a}'"
-                                f"{did_you_mean(a, ACTIVITIES)} (accepted: {', '.join(ACTIVITIES)})")
+                problems.append(
+                    f"ProfilerHook.activities: unknown activity '{a}'"
+                    f"{did_you_mean(a, ACTIVITIES)} (accepted: {', '.join(ACTIVITIES)})"
+                )
         for k in schedule or {}:
             if k not in SCHEDULE_KEYS:
-                problems.append(f"ProfilerHook.schedule: unexpected key '{k}'"
-                                f"{did_you_mean(k, SCHEDULE_KEYS)} (accepted: {', '.join(SCHEDULE_KEYS)})")
+                problems.append(
+                    f"ProfilerHook.schedule: unexpected key '{k}'"
+                    f"{did_you_mean(k, SCHEDULE_KEYS)} (accepted: {', '.join(SCHEDULE_KEYS)})"
+                )
         if isinstance(on_trace_ready, dict) and on_trace_ready.get("type") not in TRACE_TYPES:
-            problems.append(f"ProfilerHook.on_trace_ready.type: expected one of "
-                            f"{', '.join(map(repr, TRACE_TYPES))}, got {on_trace_ready.get('type')!r}")
-        elif not (on_trace_ready is None or callable(on_trace_ready) or isinstance(on_trace_ready, dict)):
-            problems.append(f"ProfilerHook.on_trace_ready: expected a callable, a dict or None, "
-                            f"got {on_trace_ready!r}")
+            problems.append(
+                f"ProfilerHook.on_trace_ready.type: expected one of "
+                f"{', '.join(map(repr, TRACE_TYPES))}, got {on_trace_ready.get('type')!r}"
+            )
+        elif not (
+            on_trace_ready is None or callable(on_trace_ready) or isinstance(on_trace_ready, dict)
+        ):
+            problems.append(
+                f"ProfilerHook.on_trace_ready: expected a callable, a dict or None, "
+                f"got {on_trace_ready!r}"
+            )
         if problems:
             raise ConfigError(problems)
         self.by_epoch, self.profile_iters = by_epoch, profile_iters
@@ -78,20 +101,27 @@ class ProfilerHook(Hook):
             return
         limit = runner.max_epochs if self.by_epoch else runner.max_iters
         if limit < self.profile_iters:
-            raise ConfigError(f"ProfilerHook.profile_iters: {self.profile_iters} is more than the "
-                              f"run's {limit} {'epochs' if self.by_epoch else 'iterations'}")
+            raise ConfigError(
+                f"ProfilerHook.profile_iters: {self.profile_iters} is more than the "
+                f"run's {limit} {'epochs' if self.by_epoch else 'iterations'}"
+            )
         activities = [ACTIVITIES[a] for a in self.activities]
         if "cuda" in self.activities and not torch.cuda.is_available():
             activities.remove(ACTIVITIES["cuda"])  # the default ['cpu', 'cuda'] works on CPU
         self.profiler = torch.profiler.profile(
             activities=activities,
             schedule=torch.profiler.schedule(**self.schedule) if self.schedule else None,
-            on_trace_ready=self._trace_handler(runner), record_shapes=self.record_shapes,
-            profile_memory=self.profile_memory, with_stack=self.with_stack,
-            with_flops=self.with_flops)
+            on_trace_ready=self._trace_handler(runner),
+            record_shapes=self.record_shapes,
+            profile_memory=self.profile_memory,
+            with_stack=self.with_stack,
+            with_flops=self.with_flops,
+        )
         self.profiler.__enter__()
-        runner.logger.info(f"profiler is profiling the first {self.profile_iters} "
-                           f"{'epochs' if self.by_epoch else 'iterations'}")
+        runner.logger.info(
+            f"profiler is profiling the first {self.profile_iters} "
+            f"{'epochs' if self.by_epoch else 'iterations'}"
+        )
 
     def _stop(self, runner) -> None:
         runner.logger.info("profiler may take a few minutes to write its trace...")

@@ -22,6 +22,7 @@ not at all when it would show nothing, so it costs nothing where it is off.
 
 The bar reads the loss (a device sync on GPUs) at most every ``refresh_s`` seconds.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -46,11 +47,18 @@ def _fmt_eta(seconds: float) -> str:
 class ProgressBarHook(Hook):
     priority = Priority.VERY_LOW
 
-    def __init__(self, mode: str = "auto", interval: int = 0, every_s: float = 10.0,
-                 refresh_s: float = 0.2, leave: bool = True):
+    def __init__(
+        self,
+        mode: str = "auto",
+        interval: int = 0,
+        every_s: float = 10.0,
+        refresh_s: float = 0.2,
+        leave: bool = True,
+    ):
         if mode not in MODES:
-            raise ValueError(f"progress_config.mode: expected one of {', '.join(MODES)}, "
-                             f"got {mode!r}")
+            raise ValueError(
+                f"progress_config.mode: expected one of {', '.join(MODES)}, got {mode!r}"
+            )
         if not isinstance(interval, int) or isinstance(interval, bool) or interval < 0:
             raise ValueError(f"progress_config.interval: expected an int >= 0, got {interval!r}")
         self.mode, self.interval = mode, interval
@@ -97,8 +105,17 @@ class ProgressBarHook(Hook):
         from tqdm import tqdm
 
         from ..logging.logger import progress_bar_opened
-        bar = tqdm(total=total, initial=initial, desc=desc, leave=leave, file=sys.stderr,
-                   mininterval=self.refresh_s, dynamic_ncols=True, unit="it")
+
+        bar = tqdm(
+            total=total,
+            initial=initial,
+            desc=desc,
+            leave=leave,
+            file=sys.stderr,
+            mininterval=self.refresh_s,
+            dynamic_ncols=True,
+            unit="it",
+        )
         progress_bar_opened()
         return bar
 
@@ -107,6 +124,7 @@ class ProgressBarHook(Hook):
         if bar is None:
             return
         from ..logging.logger import progress_bar_closed
+
         bar.close()
         progress_bar_closed()
 
@@ -116,6 +134,7 @@ class ProgressBarHook(Hook):
             self.active = "off"
         elif not hasattr(self, "active"):  # registered by hand, not by build_runner
             from .logger.text import TextLoggerHook
+
             self.setup(any(isinstance(h, TextLoggerHook) for h in runner.hooks.hooks))
         self._t0 = self._line_t = time.perf_counter()
         self._start_iter = runner.iter
@@ -128,8 +147,13 @@ class ProgressBarHook(Hook):
             return
         if runner.by_epoch:
             self._close(self._bar)
-            self._bar = self._open_bar(runner, runner.epoch_length, runner.resume_inner_iter,
-                                       f"Epoch {runner.epoch + 1}/{runner.max_epochs}", self.leave)
+            self._bar = self._open_bar(
+                runner,
+                runner.epoch_length,
+                runner.resume_inner_iter,
+                f"Epoch {runner.epoch + 1}/{runner.max_epochs}",
+                self.leave,
+            )
         elif self._bar is None:  # iteration-based: one bar for the whole run
             self._bar = self._open_bar(runner, runner.max_iters, runner.iter, "Iter", self.leave)
 
@@ -168,8 +192,11 @@ class ProgressBarHook(Hook):
             head = f"Iter [{n}/{total}]"
         elapsed = max(now - self._epoch_t0, 1e-9)
         rate = (n - self._epoch_start) / elapsed
-        parts = [f"{head} {100 * n / max(total, 1):.0f}%", f"{rate:.2f} it/s",
-                 f"eta {self._eta(runner, now)}"]
+        parts = [
+            f"{head} {100 * n / max(total, 1):.0f}%",
+            f"{rate:.2f} it/s",
+            f"eta {self._eta(runner, now)}",
+        ]
         loss = self._loss(runner)
         if loss is not None:
             parts.append(f"loss {loss}")

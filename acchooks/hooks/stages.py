@@ -17,6 +17,7 @@ The phase-specific stages fall back to the generic ``before_epoch``/``after_epoc
 ``before_iter``/``after_iter``, so a hook written as in the MMCV tutorial (only the
 generic methods) runs in both train and val phases.
 """
+
 from __future__ import annotations
 
 STAGES: tuple[str, ...] = (

@@ -8,6 +8,7 @@ floating buffers and takes integer ones (``num_batches_tracked``) from rank 0;
 ``mode='broadcast'`` takes every buffer from rank 0 (timm's ``distribute_bn`` default).
 In a single process it does nothing.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -29,8 +30,9 @@ class SyncBuffersHook(Hook):
 
     def __init__(self, distributed: bool = True, mode: str = "mean"):
         if mode not in MODES:
-            raise ConfigError(f"SyncBuffersHook.mode: expected one of {', '.join(map(repr, MODES))}, "
-                              f"got {mode!r}")
+            raise ConfigError(
+                f"SyncBuffersHook.mode: expected one of {', '.join(map(repr, MODES))}, got {mode!r}"
+            )
         self.distributed, self.mode = distributed, mode
 
     def after_epoch(self, runner) -> None:

@@ -28,6 +28,7 @@ slowing the iterations down:
 
 :meth:`timing` returns the rows, :meth:`timing_report` the table the runner logs.
 """
+
 from __future__ import annotations
 
 import functools
@@ -80,8 +81,9 @@ def _annotate(e: BaseException, fn: Any, stage: str) -> None:
 
 
 class HookTable:
-    def __init__(self, timing: bool = True, sample_every: int | str = "auto",
-                 seed: int = 0) -> None:
+    def __init__(
+        self, timing: bool = True, sample_every: int | str = "auto", seed: int = 0
+    ) -> None:
         self._hooks: list[Hook] = []
         self._plain: dict[str, list] = {s: [] for s in STAGES}
         self._table: dict[str, list] = self._plain
@@ -106,12 +108,14 @@ class HookTable:
         if hook.state_key in keys and type(hook).state_dict is not Hook.state_dict:
             raise ValueError(
                 f"two stateful hooks share state_key '{hook.state_key}'; give one of them a "
-                f"distinct state_key so checkpoints can tell their state apart")
+                f"distinct state_key so checkpoints can tell their state apart"
+            )
         # stable sort: equal priorities keep registration order
         self._hooks.append(hook)
         self._hooks.sort(key=lambda h: h.priority)
-        self._plain = {s: [getattr(h, s) for h in self._hooks if type(h).implements(s)]
-                       for s in STAGES}
+        self._plain = {
+            s: [getattr(h, s) for h in self._hooks if type(h).implements(s)] for s in STAGES
+        }
         self._build()
         return hook
 
@@ -121,17 +125,20 @@ class HookTable:
         if not self._timing:
             self._table = self._plain
         else:
-            self._table = {s: (fns if s in _PHASE_OF or not fns
-                               else [functools.partial(self.call_timed, s)])
-                           for s, fns in self._plain.items()}
+            self._table = {
+                s: (fns if s in _PHASE_OF or not fns else [functools.partial(self.call_timed, s)])
+                for s, fns in self._plain.items()
+            }
         self.reset_timing()
 
     def get(self, name: str) -> Hook:
         for h in self._hooks:
             if type(h).__name__ == name:
                 return h
-        raise KeyError(f"no hook '{name}' registered"
-                       f"{did_you_mean(name, [type(h).__name__ for h in self._hooks])}")
+        raise KeyError(
+            f"no hook '{name}' registered"
+            f"{did_you_mean(name, [type(h).__name__ for h in self._hooks])}"
+        )
 
     # ------------------------------------------------------------ dispatch
     def call(self, stage: str, runner: Runner) -> None:
@@ -157,8 +164,11 @@ class HookTable:
                     now, last = perf_counter(), self._last[phase]
                     if last is not None:  # the mean iteration time since the last timed one
                         per_iter = (now - last) / weight
-                        k = (AUTO_MAX if per_iter <= 0 else
-                             max(1, min(AUTO_MAX, int(AUTO_COST / (AUTO_FRACTION * per_iter)))))
+                        k = (
+                            AUTO_MAX
+                            if per_iter <= 0
+                            else max(1, min(AUTO_MAX, int(AUTO_COST / (AUTO_FRACTION * per_iter))))
+                        )
                         self._k[phase] = k
                     self._last[phase] = now
                 gap = int(self._random() * (2 * k - 1))  # uniform in [0, 2k - 2]
@@ -185,10 +195,12 @@ class HookTable:
         """``enable=False``: never time (bare loops everywhere); ``sample_every``: time
         about one iteration in N, ``1`` every iteration, ``'auto'`` as the iteration time
         allows (see the module doc). Resets what was measured."""
-        if sample_every != "auto" and (not isinstance(sample_every, int)
-                                       or isinstance(sample_every, bool) or sample_every < 1):
-            raise ValueError(f"hook_timing.sample_every: expected 'auto' or an int >= 1, got "
-                             f"{sample_every!r}")
+        if sample_every != "auto" and (
+            not isinstance(sample_every, int) or isinstance(sample_every, bool) or sample_every < 1
+        ):
+            raise ValueError(
+                f"hook_timing.sample_every: expected 'auto' or an int >= 1, got {sample_every!r}"
+            )
         self._timing, self._sample_every = bool(enable), sample_every
         self._auto = sample_every == "auto"
         self._random = self._rng.random
@@ -236,13 +248,24 @@ class HookTable:
             for stage in STAGES:
                 if not type(h).implements(stage):
                     continue
-                i = next(k for k, fn in enumerate(self._plain[stage])
-                         if getattr(fn, "__self__", None) is h)
+                i = next(
+                    k
+                    for k, fn in enumerate(self._plain[stage])
+                    if getattr(fn, "__self__", None) is h
+                )
                 covered, calls = self._calls[stage], self.calls(stage)
                 mean = self._time[stage][i] / covered if covered else 0.0
-                rows.append({"hook": labels[id(h)], "priority": h.priority, "stage": stage,
-                             "calls": calls, "timed": self._timed[stage],
-                             "total_s": mean * calls, "mean_us": mean * 1e6})
+                rows.append(
+                    {
+                        "hook": labels[id(h)],
+                        "priority": h.priority,
+                        "stage": stage,
+                        "calls": calls,
+                        "timed": self._timed[stage],
+                        "total_s": mean * calls,
+                        "mean_us": mean * 1e6,
+                    }
+                )
         return rows
 
     def timing_report(self, wall_s: float | None = None, top: int | None = None) -> str:
@@ -255,22 +278,31 @@ class HookTable:
         hook_w = max([len("hook")] + [len(r["hook"]) for r in shown])
         stage_w = max([len("stage")] + [len(r["stage"]) for r in shown])
         timed, calls = self._timed["before_train_iter"], self.calls("before_train_iter")
-        how = ("every call timed" if timed == calls else
-               f"{timed} of {calls} train iterations timed, totals scaled to all calls")
-        lines = [f"Hook timing ({how}):",
-                 f"{'hook':<{hook_w}}  {'stage':<{stage_w}}  {'total s':>9}  {'% run':>6}  "
-                 f"{'calls':>7}  {'mean us':>10}"]
+        how = (
+            "every call timed"
+            if timed == calls
+            else f"{timed} of {calls} train iterations timed, totals scaled to all calls"
+        )
+        lines = [
+            f"Hook timing ({how}):",
+            f"{'hook':<{hook_w}}  {'stage':<{stage_w}}  {'total s':>9}  {'% run':>6}  "
+            f"{'calls':>7}  {'mean us':>10}",
+        ]
         for r in shown:
             pct = f"{100 * r['total_s'] / wall_s:5.1f}%" if wall_s else "-"
-            lines.append(f"{r['hook']:<{hook_w}}  {r['stage']:<{stage_w}}  {r['total_s']:9.3f}  "
-                         f"{pct:>6}  {r['calls']:7d}  {r['mean_us']:10.1f}")
+            lines.append(
+                f"{r['hook']:<{hook_w}}  {r['stage']:<{stage_w}}  {r['total_s']:9.3f}  "
+                f"{pct:>6}  {r['calls']:7d}  {r['mean_us']:10.1f}"
+            )
         if len(rows) > len(shown):
             lines.append(f"... and {len(rows) - len(shown)} more (hook, stage) pairs")
         total = sum(r["total_s"] for r in rows)
         if wall_s:
-            lines.append(f"all hooks: {total:.3f} s of {wall_s:.3f} s wall time "
-                         f"({100 * total / wall_s:.1f}%); the rest is data loading, the "
-                         f"model's forward pass and the loop")
+            lines.append(
+                f"all hooks: {total:.3f} s of {wall_s:.3f} s wall time "
+                f"({100 * total / wall_s:.1f}%); the rest is data loading, the "
+                f"model's forward pass and the loop"
+            )
         else:
             lines.append(f"all hooks: {total:.3f} s")
         return "\n".join(lines)

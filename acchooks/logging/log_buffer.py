@@ -5,6 +5,7 @@ forces a device sync; :meth:`average` turns the window into floats once, and - w
 ``reduce`` function is set (the runner sets Accelerate's mean-reduce) - averages them
 across processes in a single collective. All processes call it at the same iterations.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -20,8 +21,13 @@ def _as_floats(vals: list) -> list[float]:
     each), numbers as they are."""
     if isinstance(vals[0], torch.Tensor):
         dtype, device = vals[0].dtype, vals[0].device
-        if all(isinstance(v, torch.Tensor) and v.dtype == dtype and v.device == device
-               and v.numel() == 1 for v in vals):
+        if all(
+            isinstance(v, torch.Tensor)
+            and v.dtype == dtype
+            and v.device == device
+            and v.numel() == 1
+            for v in vals
+        ):
             try:
                 stacked = torch.stack(vals)
             except RuntimeError:  # one-element tensors of different shapes
@@ -85,8 +91,9 @@ class LogBuffer:
             if not vals:
                 continue
             keys.append(k)  # count-weighted mean, in float64 (Python floats)
-            means.append(sum(v * c for v, c in zip(_as_floats(vals), counts, strict=True))
-                         / sum(counts))
+            means.append(
+                sum(v * c for v, c in zip(_as_floats(vals), counts, strict=True)) / sum(counts)
+            )
         if keys and self.reduce is not None:
             means = self.reduce(torch.tensor(means, dtype=torch.float64)).tolist()
         self.put(dict(zip(keys, means, strict=True)), mode, iters)

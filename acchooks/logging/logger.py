@@ -5,6 +5,7 @@ While a progress bar is on screen (:class:`~acchooks.hooks.progress.ProgressBarH
 console records are written with ``tqdm.write``: the bar is cleared, the line printed,
 the bar redrawn below it, so log lines never end up glued to a bar.
 """
+
 from __future__ import annotations
 
 import logging
@@ -43,8 +44,9 @@ class ConsoleHandler(logging.StreamHandler):
             self.handleError(record)
 
 
-def get_logger(log_file: str | None = None, is_main: bool = True,
-               level: int | str = logging.INFO) -> logging.Logger:
+def get_logger(
+    log_file: str | None = None, is_main: bool = True, level: int | str = logging.INFO
+) -> logging.Logger:
     logger = logging.getLogger("acchooks")
     for h in list(logger.handlers):  # a new run replaces the handlers of the last one
         logger.removeHandler(h)

@@ -1,4 +1,5 @@
 """Built-in models and losses, and ``build_model`` (model + criterion from ``cfg.model``)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -17,8 +18,13 @@ from .losses import (
 from .timm_classifier import TimmClassifier, check_timm_model_config
 
 __all__ = [
-    "BinaryCrossEntropy", "CrossEntropyLoss", "LabelSmoothingCrossEntropy",
-    "SoftTargetCrossEntropy", "TimmClassifier", "build_model", "check_timm_model_config",
+    "BinaryCrossEntropy",
+    "CrossEntropyLoss",
+    "LabelSmoothingCrossEntropy",
+    "SoftTargetCrossEntropy",
+    "TimmClassifier",
+    "build_model",
+    "check_timm_model_config",
 ]
 
 DEFAULT_LOSS = {"type": "CrossEntropyLoss"}
@@ -44,11 +50,13 @@ def build_model(cfg: Mapping[str, Any]) -> tuple[nn.Module, nn.Module | None]:
     init_cfg = cfg.pop("init_cfg", None)
     model = _build(MODELS, cfg, "model")
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model: {cfg['type']!r} built a {type(model).__name__}, "
-                        f"not a torch.nn.Module")
+        raise TypeError(
+            f"model: {cfg['type']!r} built a {type(model).__name__}, not a torch.nn.Module"
+        )
     if init_cfg is not None:
         # mmcv's Pretrained init: weights (optionally under one prefix) when the model is built
         from ..checkpoint.weights import init_from_pretrained
+
         init_from_pretrained(model, init_cfg, "model.init_cfg")
     criterion = None if loss_cfg is None else _build(LOSSES, loss_cfg, "model.loss")
     return model, criterion

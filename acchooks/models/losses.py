@@ -2,6 +2,7 @@
 
 ``CrossEntropyLoss`` takes mmcls-style arguments; timm's losses are registered as they are.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -23,9 +24,14 @@ class CrossEntropyLoss(nn.Module):
     the module to its device.
     """
 
-    def __init__(self, label_smoothing: float = 0.0, loss_weight: float = 1.0,
-                 weight: Sequence[float] | torch.Tensor | None = None,
-                 reduction: str = "mean", ignore_index: int = -100):
+    def __init__(
+        self,
+        label_smoothing: float = 0.0,
+        loss_weight: float = 1.0,
+        weight: Sequence[float] | torch.Tensor | None = None,
+        reduction: str = "mean",
+        ignore_index: int = -100,
+    ):
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
@@ -34,13 +40,19 @@ class CrossEntropyLoss(nn.Module):
         self.label_smoothing, self.loss_weight = float(label_smoothing), float(loss_weight)
         self.reduction, self.ignore_index = reduction, ignore_index
         self.register_buffer(
-            "weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32))
+            "weight", None if weight is None else torch.as_tensor(weight, dtype=torch.float32)
+        )
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         weight = None if self.weight is None else self.weight.to(logits.dtype)
-        loss = F.cross_entropy(logits, target, weight=weight, reduction=self.reduction,
-                               ignore_index=self.ignore_index,
-                               label_smoothing=self.label_smoothing)
+        loss = F.cross_entropy(
+            logits,
+            target,
+            weight=weight,
+            reduction=self.reduction,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+        )
         return loss * self.loss_weight if self.loss_weight != 1.0 else loss
 
     def extra_repr(self) -> str:

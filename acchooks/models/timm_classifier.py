@@ -1,4 +1,5 @@
 """``TimmClassifier``: any timm model by name, built by ``timm.create_model``."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -32,8 +33,9 @@ def _unknown_model_message(model_name: str) -> str | None:
 
 
 @MODELS.register_module()
-def TimmClassifier(model_name: str, num_classes: int = 1000, pretrained: bool = False,
-                   **kwargs: Any) -> nn.Module:
+def TimmClassifier(
+    model_name: str, num_classes: int = 1000, pretrained: bool = False, **kwargs: Any
+) -> nn.Module:
     """The plain timm model, so its state_dict is exactly timm's.
 
     ``kwargs`` go to ``timm.create_model`` (``drop_rate``, ``drop_path_rate``, ``in_chans``...).
@@ -47,8 +49,9 @@ def TimmClassifier(model_name: str, num_classes: int = 1000, pretrained: bool = 
 def check_timm_model_config(cfg: Mapping[str, Any], path: str = "model") -> list[str]:
     """Problems in a ``TimmClassifier`` model config (without building the model)."""
     if "model_name" not in cfg:
-        return [f"{path}.model_name: missing; TimmClassifier needs a timm model name "
-                f"such as 'resnet18'"]
+        return [
+            f"{path}.model_name: missing; TimmClassifier needs a timm model name such as 'resnet18'"
+        ]
     message = _unknown_model_message(cfg["model_name"])
     problems = [f"{path}.model_name: {message}"] if message else []
     nc = cfg.get("num_classes", 1000)

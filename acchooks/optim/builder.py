@@ -12,6 +12,7 @@ which keeps timm's defaults: no weight decay on biases and norm weights
 ``layer_decay`` (timm's layer-wise lr decay) build param groups for either kind; each
 group's lr already includes its multiplier, so the schedules scale it from there.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -38,15 +39,20 @@ _GROUP_KEYS = ("paramwise_cfg", "layer_decay")
 
 def torch_optimizers() -> dict[str, type[torch.optim.Optimizer]]:
     """Name -> class for every optimizer class in ``torch.optim``."""
-    return {name: obj for name, obj in vars(torch.optim).items()
-            if inspect.isclass(obj) and issubclass(obj, torch.optim.Optimizer)
-            and obj is not torch.optim.Optimizer}
+    return {
+        name: obj
+        for name, obj in vars(torch.optim).items()
+        if inspect.isclass(obj)
+        and issubclass(obj, torch.optim.Optimizer)
+        and obj is not torch.optim.Optimizer
+    }
 
 
 def _timm_optim():
     """timm.optim, imported when a timm optimizer is asked for (importing timm takes
     seconds; a torch.optim config is checked without it)."""
     import timm.optim
+
     return timm.optim
 
 
@@ -66,9 +72,11 @@ def _timm_base_name(name: str) -> str | None:
 def _unknown_type_message(name: Any, path: str) -> str:
     near = closest(str(name), [*torch_optimizers(), *timm_optimizers()], n=3)
     hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
-    return (f"{path}.type: unknown optimizer {name!r}{hint} (a torch.optim class such as "
-            f"'SGD' or 'AdamW', or a timm optimizer name such as 'lamb'; see "
-            f"timm.optim.list_optimizers())")
+    return (
+        f"{path}.type: unknown optimizer {name!r}{hint} (a torch.optim class such as "
+        f"'SGD' or 'AdamW', or a timm optimizer name such as 'lamb'; see "
+        f"timm.optim.list_optimizers())"
+    )
 
 
 def _timm_arguments(base: str) -> tuple[set[str], bool]:
@@ -89,16 +97,20 @@ def check_optimizer_config(cfg: Any, path: str = "optimizer") -> list[str]:
     if not isinstance(cfg, Mapping):
         return [f"{path}: expected a dict such as dict(type='SGD', lr=0.1), got {cfg!r}"]
     if "type" not in cfg:
-        return [f"{path}.type: missing; name a torch.optim class ('SGD', 'AdamW', ...) "
-                f"or a timm optimizer ('lamb', 'lars', ...)"]
+        return [
+            f"{path}.type: missing; name a torch.optim class ('SGD', 'AdamW', ...) "
+            f"or a timm optimizer ('lamb', 'lars', ...)"
+        ]
     name, kwargs = cfg["type"], {k: v for k, v in cfg.items() if k != "type"}
-    problems = [f"{path}.{key}: {msg} (remove it)" for key, msg in _UNSUPPORTED.items()
-                if key in kwargs]
+    problems = [
+        f"{path}.{key}: {msg} (remove it)" for key, msg in _UNSUPPORTED.items() if key in kwargs
+    ]
     for key in _UNSUPPORTED:
         kwargs.pop(key, None)
     if "paramwise_cfg" in kwargs:
-        problems += check_paramwise_cfg(kwargs.pop("paramwise_cfg"), kwargs.get("weight_decay"),
-                                        f"{path}.paramwise_cfg")
+        problems += check_paramwise_cfg(
+            kwargs.pop("paramwise_cfg"), kwargs.get("weight_decay"), f"{path}.paramwise_cfg"
+        )
         if "layer_decay" in kwargs:
             problems.append(f"{path}: give paramwise_cfg or layer_decay, not both")
     ld = kwargs.get("layer_decay")
@@ -111,18 +123,27 @@ def check_optimizer_config(cfg: Any, path: str = "optimizer") -> list[str]:
         allowed, var_kw = accepted_arguments(cls)
         allowed.discard("params")
         params = inspect.signature(cls.__init__).parameters.values()
-        required = [p.name for p in params if p.default is p.empty and p.name not in
-                    ("self", "params") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        problems += [f"{path}: missing argument '{r}' for {name}" for r in required
-                     if r not in kwargs]
+        required = [
+            p.name
+            for p in params
+            if p.default is p.empty
+            and p.name not in ("self", "params")
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+        problems += [
+            f"{path}: missing argument '{r}' for {name}" for r in required if r not in kwargs
+        ]
     elif isinstance(name, str) and _timm_base_name(name):
         label = f"timm optimizer '{name}'"
         allowed, var_kw = _timm_arguments(_timm_base_name(name))
     else:
         return problems + [_unknown_type_message(name, path)]
     if not var_kw:
-        problems += [f"{path}: unexpected argument '{k}' for {label}"
-                     f"{did_you_mean(k, sorted(allowed))}" for k in kwargs if k not in allowed]
+        problems += [
+            f"{path}: unexpected argument '{k}' for {label}{did_you_mean(k, sorted(allowed))}"
+            for k in kwargs
+            if k not in allowed
+        ]
     return problems
 
 
@@ -140,8 +161,9 @@ def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Opt
         lr = kwargs.get("lr", _default_lr(cls) if cls is not None else None)
         params = paramwise_groups(model, lr, kwargs.get("weight_decay"), paramwise)
     elif cls is not None and kwargs.get("layer_decay") is not None:
-        params = layer_decay_groups(model, kwargs.get("weight_decay", 0.0),
-                                    kwargs.pop("layer_decay"))
+        params = layer_decay_groups(
+            model, kwargs.get("weight_decay", 0.0), kwargs.pop("layer_decay")
+        )
     if cls is not None:
         kwargs.pop("layer_decay", None)
         optimizer = cls(model.parameters() if params is model else params, **kwargs)

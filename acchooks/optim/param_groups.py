@@ -4,6 +4,7 @@ layer-wise lr decay, as lists of param-group dicts for any optimizer.
 mmcv makes one group per parameter; parameters with the same (lr, weight_decay) are
 merged here, which changes nothing numerically and keeps the log readable.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -15,8 +16,13 @@ from torch.nn.modules.instancenorm import _InstanceNorm
 
 from ..errors import did_you_mean
 
-MULTS = ("bias_lr_mult", "bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult",
-         "dcn_offset_lr_mult")
+MULTS = (
+    "bias_lr_mult",
+    "bias_decay_mult",
+    "norm_decay_mult",
+    "dwconv_decay_mult",
+    "dcn_offset_lr_mult",
+)
 PARAMWISE_KEYS = (*MULTS, "custom_keys", "bypass_duplicate")
 NORMS = (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm)
 
@@ -25,29 +31,43 @@ def check_paramwise_cfg(cfg: Any, base_wd: float | None, path: str) -> list[str]
     """Problems of a ``paramwise_cfg`` dict (mmcv's checks, as messages)."""
     if not isinstance(cfg, Mapping):
         return [f"{path}: expected a dict such as dict(norm_decay_mult=0.0), got {cfg!r}"]
-    problems = [f"{path}: unexpected key '{k}'{did_you_mean(k, PARAMWISE_KEYS)} "
-                f"(accepted: {', '.join(PARAMWISE_KEYS)})" for k in cfg if k not in PARAMWISE_KEYS]
-    problems += [f"{path}.{k}: expected a number, got {cfg[k]!r}" for k in MULTS
-                 if k in cfg and (not isinstance(cfg[k], (int, float)) or isinstance(cfg[k], bool))]
+    problems = [
+        f"{path}: unexpected key '{k}'{did_you_mean(k, PARAMWISE_KEYS)} "
+        f"(accepted: {', '.join(PARAMWISE_KEYS)})"
+        for k in cfg
+        if k not in PARAMWISE_KEYS
+    ]
+    problems += [
+        f"{path}.{k}: expected a number, got {cfg[k]!r}"
+        for k in MULTS
+        if k in cfg and (not isinstance(cfg[k], (int, float)) or isinstance(cfg[k], bool))
+    ]
     custom = cfg.get("custom_keys", {})
     if not isinstance(custom, Mapping):
-        return problems + [f"{path}.custom_keys: expected a dict name -> dict(lr_mult=.., "
-                           f"decay_mult=..), got {custom!r}"]
+        return problems + [
+            f"{path}.custom_keys: expected a dict name -> dict(lr_mult=.., "
+            f"decay_mult=..), got {custom!r}"
+        ]
     for key, rule in custom.items():
         if not isinstance(rule, Mapping) or any(k not in ("lr_mult", "decay_mult") for k in rule):
-            problems.append(f"{path}.custom_keys['{key}']: expected dict(lr_mult=.., "
-                            f"decay_mult=..), got {rule!r}")
+            problems.append(
+                f"{path}.custom_keys['{key}']: expected dict(lr_mult=.., "
+                f"decay_mult=..), got {rule!r}"
+            )
         elif "decay_mult" in rule and base_wd is None:
             problems.append(f"{path}.custom_keys['{key}']: decay_mult needs optimizer.weight_decay")
     if base_wd is None:
-        problems += [f"{path}.{k}: needs optimizer.weight_decay (mmcv: base_wd should not be "
-                     f"None)" for k in ("bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult")
-                     if k in cfg]
+        problems += [
+            f"{path}.{k}: needs optimizer.weight_decay (mmcv: base_wd should not be None)"
+            for k in ("bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult")
+            if k in cfg
+        ]
     return problems
 
 
-def paramwise_groups(model: nn.Module, base_lr: float, base_wd: float | None,
-                     cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+def paramwise_groups(
+    model: nn.Module, base_lr: float, base_wd: float | None, cfg: Mapping[str, Any]
+) -> list[dict[str, Any]]:
     """mmcv's DefaultOptimizerConstructor.add_params, merged by (lr, weight_decay)."""
     custom = dict(cfg.get("custom_keys", {}))
     # longest key first, alphabetical among equals, as mmcv sorts them
@@ -72,8 +92,15 @@ def paramwise_groups(model: nn.Module, base_lr: float, base_wd: float | None,
                     if base_wd is not None:
                         wd = base_wd * custom[key].get("decay_mult", 1.0)
                 else:
-                    why = "norm" if is_norm else "dwconv" if is_dwconv else \
-                        "bias" if name == "bias" else "default"
+                    why = (
+                        "norm"
+                        if is_norm
+                        else "dwconv"
+                        if is_dwconv
+                        else "bias"
+                        if name == "bias"
+                        else "default"
+                    )
                     if name == "bias" and not is_norm:
                         lr = base_lr * mult["bias_lr_mult"]
                     if base_wd is not None:
@@ -83,8 +110,10 @@ def paramwise_groups(model: nn.Module, base_lr: float, base_wd: float | None,
                             wd = base_wd * mult["dwconv_decay_mult"]
                         elif name == "bias":
                             wd = base_wd * mult["bias_decay_mult"]
-            group = groups.setdefault((lr, wd), {"params": [], "lr": lr}
-                                      | ({"weight_decay": wd} if wd is not None else {}))
+            group = groups.setdefault(
+                (lr, wd),
+                {"params": [], "lr": lr} | ({"weight_decay": wd} if wd is not None else {}),
+            )
             group["params"].append(param)
             group.setdefault("_why", set()).add(why)
     for group in groups.values():  # a name for the log: the rules that made this group
@@ -92,18 +121,27 @@ def paramwise_groups(model: nn.Module, base_lr: float, base_wd: float | None,
     return list(groups.values())
 
 
-def layer_decay_groups(model: nn.Module, weight_decay: float, layer_decay: float,
-                       **kwargs: Any) -> list[dict[str, Any]]:
+def layer_decay_groups(
+    model: nn.Module, weight_decay: float, layer_decay: float, **kwargs: Any
+) -> list[dict[str, Any]]:
     """timm's ``param_groups_layer_decay`` (needs a timm model with ``group_matcher``)."""
     from timm.optim import param_groups_layer_decay
 
     if not hasattr(model, "group_matcher"):
         from ..errors import ConfigError
-        raise ConfigError(f"optimizer.layer_decay: {type(model).__name__} has no group_matcher(); "
-                          f"layer-wise lr decay needs a timm model")
+
+        raise ConfigError(
+            f"optimizer.layer_decay: {type(model).__name__} has no group_matcher(); "
+            f"layer-wise lr decay needs a timm model"
+        )
     no_decay = model.no_weight_decay() if hasattr(model, "no_weight_decay") else ()
-    return param_groups_layer_decay(model, weight_decay=weight_decay, layer_decay=layer_decay,
-                                    no_weight_decay_list=no_decay, **kwargs)
+    return param_groups_layer_decay(
+        model,
+        weight_decay=weight_decay,
+        layer_decay=layer_decay,
+        no_weight_decay_list=no_decay,
+        **kwargs,
+    )
 
 
 def apply_lr_scale(optimizer) -> None:

@@ -1,5 +1,6 @@
 """From a checked config to a ready Runner: Accelerator, seed, logger, model, optimizer,
 data loaders, and the default hooks registered from the config keys."""
+
 from __future__ import annotations
 
 import copy
@@ -40,23 +41,36 @@ def build_accelerator(cfg):
         mixed = launched
     # mmcv's optimizer_config.cumulative_iters is Accelerate's accumulation
     cumulative = (cfg.get("optimizer_config") or {}).get("cumulative_iters", 1)
-    gas = int(os.environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS",
-                             acc_cfg.get("gradient_accumulation_steps", cumulative)))
-    handlers.append(DistributedDataParallelKwargs(
-        find_unused_parameters=acc_cfg.get("find_unused_parameters", False)))
+    gas = int(
+        os.environ.get(
+            "ACCELERATE_GRADIENT_ACCUMULATION_STEPS",
+            acc_cfg.get("gradient_accumulation_steps", cumulative),
+        )
+    )
+    handlers.append(
+        DistributedDataParallelKwargs(
+            find_unused_parameters=acc_cfg.get("find_unused_parameters", False)
+        )
+    )
     cpu = acc_cfg.get("cpu", False)
     if not cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _has_accelerator():
         # `accelerate launch --multi_gpu` on a machine without GPUs: DDP over gloo on CPU
         # (Accelerate only picks MULTI_CPU when told cpu=True)
         cpu = True
     from .fsdp import create_accelerator  # FSDP on CPU processes too (gloo)
+
     return create_accelerator(
-        mixed_precision=mixed, gradient_accumulation_steps=gas, cpu=cpu,
+        mixed_precision=mixed,
+        gradient_accumulation_steps=gas,
+        cpu=cpu,
         kwargs_handlers=handlers,
         dataloader_config=DataLoaderConfiguration(
             split_batches=acc_cfg.get("split_batches", False),
             even_batches=acc_cfg.get("even_batches", True),
-            use_seedable_sampler=True, data_seed=cfg.get("seed")))
+            use_seedable_sampler=True,
+            data_seed=cfg.get("seed"),
+        ),
+    )
 
 
 def _has_accelerator() -> bool:
@@ -67,8 +81,17 @@ def _has_accelerator() -> bool:
         is_npu_available,
         is_xpu_available,
     )
-    return any(f() for f in (is_cuda_available, is_xpu_available, is_npu_available,
-                             is_mlu_available, is_hpu_available))
+
+    return any(
+        f()
+        for f in (
+            is_cuda_available,
+            is_xpu_available,
+            is_npu_available,
+            is_mlu_available,
+            is_hpu_available,
+        )
+    )
 
 
 def build_dataloader(data_cfg, split: str, seed: int, train: bool) -> DataLoader:
@@ -82,10 +105,15 @@ def build_dataloader(data_cfg, split: str, seed: int, train: bool) -> DataLoader
     generator = torch.Generator()
     generator.manual_seed(seed)
     return DataLoader(
-        dataset, batch_size=opts.get("samples_per_gpu", data_cfg.get("samples_per_gpu", 32)),
-        shuffle=opts.get("shuffle", train), num_workers=workers,
-        drop_last=opts.get("drop_last", False), pin_memory=opts.get("pin_memory", False),
-        persistent_workers=opts.get("persistent_workers", workers > 0), generator=generator)
+        dataset,
+        batch_size=opts.get("samples_per_gpu", data_cfg.get("samples_per_gpu", 32)),
+        shuffle=opts.get("shuffle", train),
+        num_workers=workers,
+        drop_last=opts.get("drop_last", False),
+        pin_memory=opts.get("pin_memory", False),
+        persistent_workers=opts.get("persistent_workers", workers > 0),
+        generator=generator,
+    )
 
 
 def _env_info(accelerator) -> dict[str, Any]:
@@ -93,11 +121,18 @@ def _env_info(accelerator) -> dict[str, Any]:
     import timm
 
     from .. import __version__
-    return {"acchooks": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "accelerate": accelerate.__version__, "timm": timm.__version__,
-            "distributed_type": str(accelerator.distributed_type),
-            "num_processes": accelerator.num_processes, "mixed_precision": accelerator.mixed_precision,
-            "device": str(accelerator.device)}
+
+    return {
+        "acchooks": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "accelerate": accelerate.__version__,
+        "timm": timm.__version__,
+        "distributed_type": str(accelerator.distributed_type),
+        "num_processes": accelerator.num_processes,
+        "mixed_precision": accelerator.mixed_precision,
+        "device": str(accelerator.device),
+    }
 
 
 def register_default_hooks(runner, cfg, val_loader) -> None:
@@ -153,8 +188,9 @@ def progress_hook(cfg, text_logger: bool):
 def configure_hook_timing(runner, cfg) -> None:
     """``hook_timing=dict(enable=True, sample_every='auto', log_every=0)``."""
     ht = dict(cfg.get("hook_timing") or {})
-    runner.hooks.configure_timing(enable=ht.get("enable", True),
-                                  sample_every=ht.get("sample_every", "auto"))
+    runner.hooks.configure_timing(
+        enable=ht.get("enable", True), sample_every=ht.get("sample_every", "auto")
+    )
     runner.hook_timing_log_every = ht.get("log_every", 0)
 
 
@@ -169,6 +205,7 @@ def build_runner(cfg, logger, timestamp: str | None = None):
     seed = cfg.get("seed")
     if seed is None:  # mmcv's init_random_seed: one random seed, the same on every process
         from accelerate.utils import broadcast
+
         drawn = torch.randint(0, 2**31 - 1, (1,), dtype=torch.int64, device=accelerator.device)
         seed = int(broadcast(drawn, from_process=0).item())
         logger.info(f"no seed in the config: using seed {seed} (set `seed` to reproduce a run)")
@@ -187,29 +224,50 @@ def build_runner(cfg, logger, timestamp: str | None = None):
 
     runner_cfg = dict(cfg.runner)
     runner_type = RUNNERS.get(runner_cfg.pop("type"))
-    spg = cfg.data.get("train_dataloader", {}).get("samples_per_gpu", cfg.data.get("samples_per_gpu", 32))
-    meta = {"env_info": _env_info(accelerator), "seed": seed, "exp_name": osp.basename(cfg.filename or ""),
-            "global_batch": spg * accelerator.num_processes * accelerator.gradient_accumulation_steps}
-    runner = runner_type(model, accelerator=accelerator, work_dir=cfg.work_dir, optimizer=optimizer,
-                         criterion=criterion, data_loaders=loaders,
-                         workflow=cfg.get("workflow", [("train", 1)]), logger=logger, cfg=cfg,
-                         meta=meta, timestamp=timestamp, **runner_cfg)
+    spg = cfg.data.get("train_dataloader", {}).get(
+        "samples_per_gpu", cfg.data.get("samples_per_gpu", 32)
+    )
+    meta = {
+        "env_info": _env_info(accelerator),
+        "seed": seed,
+        "exp_name": osp.basename(cfg.filename or ""),
+        "global_batch": spg * accelerator.num_processes * accelerator.gradient_accumulation_steps,
+    }
+    runner = runner_type(
+        model,
+        accelerator=accelerator,
+        work_dir=cfg.work_dir,
+        optimizer=optimizer,
+        criterion=criterion,
+        data_loaders=loaders,
+        workflow=cfg.get("workflow", [("train", 1)]),
+        logger=logger,
+        cfg=cfg,
+        meta=meta,
+        timestamp=timestamp,
+        **runner_cfg,
+    )
     configure_hook_timing(runner, cfg)
     register_default_hooks(runner, cfg, loaders.get("val"))
     logger.info("Environment: " + ", ".join(f"{k}={v}" for k, v in meta["env_info"].items()))
     if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":
-        logger.warning("mixed_precision='fp16' on a CPU: Accelerate applies neither autocast "
-                       "nor loss scaling there, so this run trains in fp32 (bf16 does autocast "
-                       "on CPUs)")
-    logger.info(f"global batch {meta['global_batch']} = {spg} per process x "
-                f"{accelerator.num_processes} processes x {accelerator.gradient_accumulation_steps} "
-                f"accumulation; {len(loaders['train'])} iterations per epoch, "
-                f"{math.ceil(len(loaders['train']) / accelerator.gradient_accumulation_steps)} "
-                f"optimizer steps per epoch")
+        logger.warning(
+            "mixed_precision='fp16' on a CPU: Accelerate applies neither autocast "
+            "nor loss scaling there, so this run trains in fp32 (bf16 does autocast "
+            "on CPUs)"
+        )
+    logger.info(
+        f"global batch {meta['global_batch']} = {spg} per process x "
+        f"{accelerator.num_processes} processes x {accelerator.gradient_accumulation_steps} "
+        f"accumulation; {len(loaders['train'])} iterations per epoch, "
+        f"{math.ceil(len(loaders['train']) / accelerator.gradient_accumulation_steps)} "
+        f"optimizer steps per epoch"
+    )
     resume = cfg.get("resume_from")
     if resume == "auto":
         from ..checkpoint import find_latest
         from ..hooks.checkpoint import CheckpointHook
+
         dirs = [h.save_dir(runner) for h in runner.hooks.hooks if isinstance(h, CheckpointHook)]
         resume = None
         for d in dirs or [runner.work_dir]:
@@ -219,8 +277,10 @@ def build_runner(cfg, logger, timestamp: str | None = None):
             if resume is not None:
                 break
         if resume is None:
-            logger.info(f"resume auto: no complete checkpoint in {dirs or [runner.work_dir]}; "
-                        f"starting fresh")
+            logger.info(
+                f"resume auto: no complete checkpoint in {dirs or [runner.work_dir]}; "
+                f"starting fresh"
+            )
     if resume:
         runner.resume(str(resume))
     elif cfg.get("load_from"):

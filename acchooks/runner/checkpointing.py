@@ -1,5 +1,6 @@
 """Between the runner and the checkpoint format: what goes into a checkpoint and how a
 run is restored from one (weights, optimizer, counters, scaler, hook states by name)."""
+
 from __future__ import annotations
 
 import os
@@ -53,7 +54,9 @@ def gather_rng_states(accelerator) -> dict[str, torch.Tensor]:
     local = {
         "torch": torch.get_rng_state().to(torch.int64),
         "python": torch.tensor([version, *py_state], dtype=torch.int64),
-        "python_gauss": torch.tensor([float("nan") if gauss is None else gauss], dtype=torch.float64),
+        "python_gauss": torch.tensor(
+            [float("nan") if gauss is None else gauss], dtype=torch.float64
+        ),
         "numpy": torch.tensor([np_pos, np_has_gauss, *np_keys.tolist()], dtype=torch.int64),
         "numpy_gauss": torch.tensor([np_gauss], dtype=torch.float64),
     }
@@ -75,8 +78,15 @@ def restore_rng_states(states: dict[str, torch.Tensor], rank: int) -> None:
     gauss = float(states["python_gauss"][rank, 0])
     random.setstate((py[0], tuple(py[1:]), None if gauss != gauss else gauss))
     n = states["numpy"][rank].tolist()
-    np.random.set_state(("MT19937", np.array(n[2:], dtype=np.uint32), n[0], n[1],
-                         float(states["numpy_gauss"][rank, 0])))
+    np.random.set_state(
+        (
+            "MT19937",
+            np.array(n[2:], dtype=np.uint32),
+            n[0],
+            n[1],
+            float(states["numpy_gauss"][rank, 0]),
+        )
+    )
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(list(states["cuda"][rank].to(torch.uint8)))
 
@@ -84,18 +94,36 @@ def restore_rng_states(states: dict[str, torch.Tensor], rank: int) -> None:
 def _counters(runner) -> dict[str, int]:
     """Counters as they will be once the current stage has finished."""
     if runner.stage == "preempt":  # between two train iterations
-        return {"epoch": runner.epoch, "iter": runner.iter, "inner_iter": runner.inner_iter + 1,
-                "step": runner.step}
+        return {
+            "epoch": runner.epoch,
+            "iter": runner.iter,
+            "inner_iter": runner.inner_iter + 1,
+            "step": runner.step,
+        }
     if runner.stage == "after_train_iter":
-        return {"epoch": runner.epoch, "iter": runner.iter + 1, "inner_iter": runner.inner_iter + 1,
-                "step": runner.step}
+        return {
+            "epoch": runner.epoch,
+            "iter": runner.iter + 1,
+            "inner_iter": runner.inner_iter + 1,
+            "step": runner.step,
+        }
     if runner.stage == "after_train_epoch" and runner.by_epoch:
-        return {"epoch": runner.epoch + 1, "iter": runner.iter, "inner_iter": 0, "step": runner.step}
+        return {
+            "epoch": runner.epoch + 1,
+            "iter": runner.iter,
+            "inner_iter": 0,
+            "step": runner.step,
+        }
     return {"epoch": runner.epoch, "iter": runner.iter, "inner_iter": 0, "step": runner.step}
 
 
-def save_training_state(runner, name: str, out_dir: str | None = None,
-                        save_optimizer: bool = True, update_latest: bool = True) -> str:
+def save_training_state(
+    runner,
+    name: str,
+    out_dir: str | None = None,
+    save_optimizer: bool = True,
+    update_latest: bool = True,
+) -> str:
     from ..checkpoint import save_checkpoint, update_latest_pointer
 
     acc = runner.accelerator
@@ -123,24 +151,41 @@ def save_training_state(runner, name: str, out_dir: str | None = None,
                 if group:
                     tensors[f"hook.{h.state_key}"] = group
         counters = _counters(runner)
-        state = {"counters": counters, "hooks": hooks,
-                 "scaler": acc.scaler.state_dict() if acc.scaler is not None else None}
+        state = {
+            "counters": counters,
+            "hooks": hooks,
+            "scaler": acc.scaler.state_dict() if acc.scaler is not None else None,
+        }
         optimizer = getattr(runner.optimizer, "optimizer", runner.optimizer)  # unwrap Accelerate's
-        meta = {**counters, "world_size": acc.num_processes, "seed": runner.meta.get("seed"),
-                "optimizer_type": type(optimizer).__name__,
-                "global_batch": runner.meta.get("global_batch"),
-                "config": runner.cfg.pretty_text if runner.cfg is not None else None}
-        nonfinite = [k for k, v in model_state.items()
-                     if v.is_floating_point() and not torch.isfinite(v).all()]
+        meta = {
+            **counters,
+            "world_size": acc.num_processes,
+            "seed": runner.meta.get("seed"),
+            "optimizer_type": type(optimizer).__name__,
+            "global_batch": runner.meta.get("global_batch"),
+            "config": runner.cfg.pretty_text if runner.cfg is not None else None,
+        }
+        nonfinite = [
+            k
+            for k, v in model_state.items()
+            if v.is_floating_point() and not torch.isfinite(v).all()
+        ]
         if nonfinite:  # saved for inspection, but never `latest` nor picked by resume auto
             meta["nonfinite_weights"] = nonfinite
             update_latest = False
-            runner.logger.error(f"checkpoint {name}: non-finite values in {len(nonfinite)} "
-                                f"tensors ({', '.join(nonfinite[:5])}); not marked latest")
+            runner.logger.error(
+                f"checkpoint {name}: non-finite values in {len(nonfinite)} "
+                f"tensors ({', '.join(nonfinite[:5])}); not marked latest"
+            )
         os.makedirs(root, exist_ok=True)
-        save_checkpoint(path, model_state={k: v.cpu() for k, v in model_state.items()},
-                        optimizer_state=optimizer_state,
-                        tensors=tensors, state=state, meta=meta)
+        save_checkpoint(
+            path,
+            model_state={k: v.cpu() for k, v in model_state.items()},
+            optimizer_state=optimizer_state,
+            tensors=tensors,
+            state=state,
+            meta=meta,
+        )
         if update_latest:
             update_latest_pointer(root, path)
         runner.logger.info(f"Saving checkpoint at {name} ({counters['iter']} iters)")
@@ -153,17 +198,25 @@ def resume_training_state(runner, path: str) -> None:
 
     ckpt = load_checkpoint(path)
     if ckpt.optimizer_state is None:
-        raise ConfigError(f"resume_from: {path} holds weights only (saved with "
-                          f"save_optimizer=False); use load_from to start from its weights")
+        raise ConfigError(
+            f"resume_from: {path} holds weights only (saved with "
+            f"save_optimizer=False); use load_from to start from its weights"
+        )
     from ..checkpoint import check_compatible
+
     if is_fsdp(runner.accelerator):  # check against the unsharded shapes, load full states
         from ..checkpoint.compat import check_model, check_optimizer
+
         with full_shapes(runner.model) as shapes:
-            problems = check_model(ckpt.model_state, ShapeView(shapes),
-                                   f"{ckpt.path}/model.safetensors")
-            problems += check_optimizer(ckpt.optimizer_state, runner.optimizer,
-                                        f"{ckpt.path}/optimizer.json",
-                                        ckpt.meta.get("optimizer_type"))
+            problems = check_model(
+                ckpt.model_state, ShapeView(shapes), f"{ckpt.path}/model.safetensors"
+            )
+            problems += check_optimizer(
+                ckpt.optimizer_state,
+                runner.optimizer,
+                f"{ckpt.path}/optimizer.json",
+                ckpt.meta.get("optimizer_type"),
+            )
         if problems:
             raise ConfigError([f"resume_from {path}: {p}" for p in problems])
         load_full_state(runner.model, runner.optimizer, ckpt.model_state, ckpt.optimizer_state)
@@ -185,7 +238,9 @@ def resume_training_state(runner, path: str) -> None:
             group = ckpt.tensors.get(f"hook.{h.state_key}", {})
             h.load_state_dict(join_tensors(saved.pop(h.state_key), group))
     if saved:
-        runner.logger.warning(f"resume: no registered hook claims the saved state of {sorted(saved)}")
+        runner.logger.warning(
+            f"resume: no registered hook claims the saved state of {sorted(saved)}"
+        )
     meta = ckpt.manifest.get("meta", {})
     ws, acc = meta.get("world_size"), runner.accelerator
     if ws == acc.num_processes and "rng" in ckpt.tensors:
@@ -199,11 +254,14 @@ def resume_training_state(runner, path: str) -> None:
                 runner.logger.warning(
                     f"resume: {consumed} samples of epoch {runner.epoch + 1} were consumed, not a "
                     f"multiple of the new global batch {new_gb}; skipping "
-                    f"{runner.resume_inner_iter * new_gb} of them")
+                    f"{runner.resume_inner_iter * new_gb} of them"
+                )
         runner.logger.warning(
             f"resume: checkpoint written by {ws} processes (global batch {old_gb}), now "
             f"{acc.num_processes} processes (global batch {new_gb}); the epoch's sample order "
             f"is unchanged, iterations per epoch and optimizer steps per epoch change with the "
-            f"global batch, and the per-process RNG states are re-derived from the seed")
-    runner.logger.info(f"resumed from {path}: epoch {runner.epoch}, iter {runner.iter}, "
-                       f"step {runner.step}")
+            f"global batch, and the per-process RNG states are re-derived from the seed"
+        )
+    runner.logger.info(
+        f"resumed from {path}: epoch {runner.epoch}, iter {runner.iter}, step {runner.step}"
+    )

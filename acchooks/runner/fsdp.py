@@ -23,6 +23,7 @@ on the unsharded model: an FSDP checkpoint resumes without FSDP and the other wa
 (``set_model_state_dict`` / ``set_optimizer_state_dict``, ``full_state_dict=True``; every
 process passes the full state it read from the checkpoint).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -52,12 +53,17 @@ def create_accelerator(**kwargs: Any):
     from accelerate.accelerator import Accelerator
 
     cpu = kwargs.get("cpu", False) or os.environ.get("ACCELERATE_USE_CPU", "false").lower() in (
-        "1", "true", "yes")
+        "1",
+        "true",
+        "yes",
+    )
     if not (_fsdp_requested() and cpu and kwargs.get("fsdp_plugin") is None):
         return Accelerator(**kwargs)
     from accelerate.utils import FullyShardedDataParallelPlugin
 
-    plugin = FullyShardedDataParallelPlugin(sync_module_states=False, cpu_ram_efficient_loading=False)
+    plugin = FullyShardedDataParallelPlugin(
+        sync_module_states=False, cpu_ram_efficient_loading=False
+    )
     accelerator = Accelerator(**kwargs, fsdp_plugin=plugin)
     if accelerator.num_processes > 1:
         _enable_fsdp_on_cpu(accelerator, plugin)
@@ -85,6 +91,7 @@ def _enable_fsdp_on_cpu(accelerator, plugin) -> None:
 
 def is_fsdp(accelerator) -> bool:
     from accelerate.utils import DistributedType
+
     return accelerator.distributed_type == DistributedType.FSDP
 
 
@@ -98,6 +105,7 @@ def _inner(optimizer) -> torch.optim.Optimizer:
 
 def _options(**kw):
     from torch.distributed.checkpoint.state_dict import StateDictOptions
+
     return StateDictOptions(full_state_dict=True, **kw)
 
 
@@ -113,7 +121,9 @@ def full_optimizer_state(model: nn.Module, optimizer) -> dict | None:
     # "offload" keeps aliasing a reused buffer); tests/fsdp_roundtrip.py checks this. Every
     # process gets the full state there instead, which on CPUs costs only host memory.
     on_cpu = all(p.device.type == "cpu" for p in model.parameters())
-    osd = get_optimizer_state_dict(model, _inner(optimizer), options=_options(cpu_offload=not on_cpu))
+    osd = get_optimizer_state_dict(
+        model, _inner(optimizer), options=_options(cpu_offload=not on_cpu)
+    )
     if dist.get_rank() != 0 or not osd or not osd.get("param_groups"):
         return None  # not the main process (cpu_offload: rank 0 only gets it)
     ids: dict[str, int] = {}
@@ -134,15 +144,18 @@ def _param_fqns(model: nn.Module, optimizer) -> list[list[str]]:
     for i, g in enumerate(_inner(optimizer).param_groups):
         missing = [j for j, p in enumerate(g["params"]) if id(p) not in names]
         if missing:
-            raise RuntimeError(f"FSDP resume: param_groups[{i}] holds {len(missing)} tensor(s) "
-                               f"that are not parameters of the model (e.g. index {missing[0]}); "
-                               f"with FSDP1 use fsdp_use_orig_params: true")
+            raise RuntimeError(
+                f"FSDP resume: param_groups[{i}] holds {len(missing)} tensor(s) "
+                f"that are not parameters of the model (e.g. index {missing[0]}); "
+                f"with FSDP1 use fsdp_use_orig_params: true"
+            )
         out.append([names[id(p)] for p in g["params"]])
     return out
 
 
-def load_full_state(model: nn.Module, optimizer, model_state: dict[str, torch.Tensor],
-                    optimizer_state: dict | None) -> None:
+def load_full_state(
+    model: nn.Module, optimizer, model_state: dict[str, torch.Tensor], optimizer_state: dict | None
+) -> None:
     """Load full (unsharded) model and optimizer states into an FSDP model and its
     optimizer. Every process passes the same full states; a collective."""
     from torch.distributed.checkpoint.state_dict import (
@@ -166,8 +179,9 @@ def load_full_state(model: nn.Module, optimizer, model_state: dict[str, torch.Te
     for live, saved in zip(_inner(optimizer).param_groups, groups, strict=True):
         for k, v in saved.items():
             live.setdefault(k, v)
-    set_optimizer_state_dict(model, _inner(optimizer), {"state": state, "param_groups": groups},
-                             options=_options())
+    set_optimizer_state_dict(
+        model, _inner(optimizer), {"state": state, "param_groups": groups}, options=_options()
+    )
 
 
 @contextlib.contextmanager
@@ -184,9 +198,14 @@ def full_shapes(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
     with ctx:
         shapes = {}
         for mod_name, mod in model.named_modules(remove_duplicate=False):
-            named = [*mod.named_parameters(recurse=False),
-                     *((n, b) for n, b in mod.named_buffers(recurse=False)
-                       if n not in mod._non_persistent_buffers_set)]  # what state_dict() holds
+            named = [
+                *mod.named_parameters(recurse=False),
+                *(
+                    (n, b)
+                    for n, b in mod.named_buffers(recurse=False)
+                    if n not in mod._non_persistent_buffers_set
+                ),
+            ]  # what state_dict() holds
             for n, t in named:
                 if n == "_flat_param":  # FSDP1's flat parameter: its parts are named above
                     continue

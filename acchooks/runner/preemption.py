@@ -17,6 +17,7 @@ turns any non-zero exit of its workers into its own status 1, so the main proces
 writes ``<work_dir>/preempted.json`` (signal, checkpoint, iteration); a run that
 finishes removes it. A requeue script checks for 75 or for that file.
 """
+
 from __future__ import annotations
 
 import signal
@@ -73,6 +74,7 @@ class PreemptionHandler:
         if accelerator.num_processes == 1:
             return self.received
         import torch.distributed as dist
+
         if not dist.is_initialized():  # a backend that is not torch.distributed
             flag = torch.tensor([self.received], dtype=torch.int64, device=accelerator.device)
             return int(accelerator.reduce(flag, "max").item())
@@ -84,6 +86,8 @@ class PreemptionHandler:
             work.wait()
             agreed = int(flag[0])
         flag = torch.tensor([self.received], dtype=torch.int64)
-        self._pending = (dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group,
-                                         async_op=True), flag)
+        self._pending = (
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group, async_op=True),
+            flag,
+        )
         return agreed

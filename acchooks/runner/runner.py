@@ -12,6 +12,7 @@ hooks do that. What it does:
   steps that really happened, counted by the OptimizerHook);
 * write and read checkpoints on request (main process writes, everyone waits).
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,15 +34,27 @@ from ..registry import RUNNERS
 
 
 class Runner:
-    def __init__(self, model: nn.Module, *, accelerator, work_dir: str,
-                 optimizer: torch.optim.Optimizer | None = None, criterion: nn.Module | None = None,
-                 data_loaders: dict[str, Iterable] | None = None,
-                 workflow: list[tuple[str, int]] | None = None,
-                 max_epochs: int | None = None, max_iters: int | None = None,
-                 logger: logging.Logger | None = None, cfg: Any = None,
-                 meta: dict | None = None, timestamp: str | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        accelerator,
+        work_dir: str,
+        optimizer: torch.optim.Optimizer | None = None,
+        criterion: nn.Module | None = None,
+        data_loaders: dict[str, Iterable] | None = None,
+        workflow: list[tuple[str, int]] | None = None,
+        max_epochs: int | None = None,
+        max_iters: int | None = None,
+        logger: logging.Logger | None = None,
+        cfg: Any = None,
+        meta: dict | None = None,
+        timestamp: str | None = None,
+    ):
         if (max_epochs is None) == (max_iters is None):
-            raise ValueError("give exactly one of max_epochs (epoch-based) or max_iters (iter-based)")
+            raise ValueError(
+                "give exactly one of max_epochs (epoch-based) or max_iters (iter-based)"
+            )
         self.model, self.optimizer, self.criterion = model, optimizer, criterion
         self.accelerator = accelerator
         self.work_dir = osp.abspath(work_dir)
@@ -53,6 +66,7 @@ class Runner:
         self.logger = logger or logging.getLogger("acchooks")
         self.cfg, self.meta = cfg, dict(meta or {})
         from ..hooks.logger.text import now_timestamp
+
         self.timestamp = timestamp or now_timestamp()
         self._length_of: Iterable | None = None
         self._length = 0
@@ -64,6 +78,7 @@ class Runner:
         self._own_steps: dict[str, bool] = {}
         self.hooks = HookTable()
         from .preemption import PreemptionHandler
+
         self.preemption = PreemptionHandler()
         self.log_buffer = LogBuffer(reduce=self._reduce_mean)
         self.epoch = self.iter = self.inner_iter = self.step = 0
@@ -119,8 +134,11 @@ class Runner:
     def current_momentum(self) -> list[float]:
         if not self.optimizer:
             return []
-        return [g["betas"][0] if "betas" in g else g["momentum"]
-                for g in self.optimizer.param_groups if "betas" in g or "momentum" in g]
+        return [
+            g["betas"][0] if "betas" in g else g["momentum"]
+            for g in self.optimizer.param_groups
+            if "betas" in g or "momentum" in g
+        ]
 
     def _reduce_mean(self, t: torch.Tensor) -> torch.Tensor:
         if self.accelerator.num_processes == 1:
@@ -191,14 +209,22 @@ class Runner:
             with self.accelerator.autocast():
                 out = self._through_wrapper(method, batch, self.optimizer)
             if not isinstance(out, dict) or "loss" not in out:
-                raise TypeError(f"{type(self.unwrapped_model).__name__}.{method} must return a "
-                                f"dict with a 'loss' tensor, got {type(out).__name__}")
-            log_vars = out.get("log_vars") or {k: v for k, v in out.items()
-                                               if isinstance(v, torch.Tensor) and v.dim() == 0}
+                raise TypeError(
+                    f"{type(self.unwrapped_model).__name__}.{method} must return a "
+                    f"dict with a 'loss' tensor, got {type(out).__name__}"
+                )
+            log_vars = out.get("log_vars") or {
+                k: v for k, v in out.items() if isinstance(v, torch.Tensor) and v.dim() == 0
+            }
             # mmcv: the total loss first, every value detached
-            out["log_vars"] = {"loss": out["loss"].detach(),
-                               **{k: v.detach() if isinstance(v, torch.Tensor) else v
-                                  for k, v in log_vars.items() if k != "loss"}}
+            out["log_vars"] = {
+                "loss": out["loss"].detach(),
+                **{
+                    k: v.detach() if isinstance(v, torch.Tensor) else v
+                    for k, v in log_vars.items()
+                    if k != "loss"
+                },
+            }
             return out
         inputs, targets = batch[0], batch[1]
         loss = self.criterion(self.model(inputs), targets)
@@ -253,9 +279,12 @@ class Runner:
         import signal as _signal
 
         from .preemption import Preempted
+
         name = _signal.Signals(signum).name
-        self.logger.warning(f"{name} received: saving a checkpoint at iteration {self.iter} "
-                            f"(epoch {self.epoch + 1}, batch {self.inner_iter + 1}) and stopping")
+        self.logger.warning(
+            f"{name} received: saving a checkpoint at iteration {self.iter} "
+            f"(epoch {self.epoch + 1}, batch {self.inner_iter + 1}) and stopping"
+        )
         self.stage = "preempt"
         path = self.save_checkpoint(f"iter_{self.iter}")
         self.stage = None
@@ -263,9 +292,18 @@ class Runner:
             import json
 
             from .preemption import MARKER
+
             with open(osp.join(self.work_dir, MARKER), "w") as f:
-                json.dump({"signal": name, "checkpoint": path, "epoch": self.epoch,
-                           "iter": self.iter, "step": self.step}, f)
+                json.dump(
+                    {
+                        "signal": name,
+                        "checkpoint": path,
+                        "epoch": self.epoch,
+                        "iter": self.iter,
+                        "step": self.step,
+                    },
+                    f,
+                )
         raise Preempted(name, path)
 
     def _val_iter(self, batch: Any) -> None:
@@ -313,8 +351,11 @@ class Runner:
         self.log_buffer.clear_output()
         self.mode = "train"
 
-    def run(self, data_loaders: dict[str, Iterable] | None = None,
-            workflow: list[tuple[str, int]] | None = None) -> None:
+    def run(
+        self,
+        data_loaders: dict[str, Iterable] | None = None,
+        workflow: list[tuple[str, int]] | None = None,
+    ) -> None:
         if data_loaders is not None:
             self.data_loaders.update(data_loaders)
         if workflow is not None:
@@ -326,17 +367,20 @@ class Runner:
                 raise ConfigError(f"workflow has a '{phase}' phase but data.{phase} is not set")
         os.makedirs(self.work_dir, exist_ok=True)
         target = f"{self.max_epochs} epochs" if self.by_epoch else f"{self.max_iters} iters"
-        self.logger.info(f"Start running, work_dir: {self.work_dir}, workflow: {self.workflow}, "
-                         f"max: {target}")
+        self.logger.info(
+            f"Start running, work_dir: {self.work_dir}, workflow: {self.workflow}, max: {target}"
+        )
         self.logger.info(self.get_hook_info())
         self.hooks.reset_timing()
         self.run_started = time.perf_counter()
         from .preemption import MARKER
+
         if self.is_main_process and osp.exists(osp.join(self.work_dir, MARKER)):
             os.remove(osp.join(self.work_dir, MARKER))  # this run supersedes the preempted one
         self.call_hook("before_run")
         self.preemption.install()
         from .preemption import Preempted
+
         try:
             if self.by_epoch:
                 self._run_epochs()
@@ -396,25 +440,35 @@ class Runner:
         self.call_hook("after_train_epoch")
 
     # ---------------------------------------------------------------- checkpoints
-    def save_checkpoint(self, name: str, out_dir: str | None = None, save_optimizer: bool = True,
-                        update_latest: bool = True) -> str:
+    def save_checkpoint(
+        self,
+        name: str,
+        out_dir: str | None = None,
+        save_optimizer: bool = True,
+        update_latest: bool = True,
+    ) -> str:
         from .checkpointing import save_training_state
-        return save_training_state(self, name, out_dir=out_dir, save_optimizer=save_optimizer,
-                                   update_latest=update_latest)
+
+        return save_training_state(
+            self, name, out_dir=out_dir, save_optimizer=save_optimizer, update_latest=update_latest
+        )
 
     def remove_checkpoint(self, path: str) -> None:
         """Remove a committed checkpoint. A collective: call it on every process."""
         from ..checkpoint import remove_checkpoint
+
         if self.is_main_process and osp.exists(path):
             remove_checkpoint(path)
         self.accelerator.wait_for_everyone()
 
     def resume(self, path: str) -> None:
         from .checkpointing import resume_training_state
+
         resume_training_state(self, path)
 
     def load_weights(self, path: str) -> None:
         from ..checkpoint.weights import load_weights
+
         load_weights(self, path)
 
 

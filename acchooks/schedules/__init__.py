@@ -4,6 +4,7 @@ momentum_updater.py, registered under mmcv's policy names
 
 Being pure, they resume for free: nothing but the counters has to be checkpointed.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -43,19 +44,35 @@ def check_policy_args(policy: str, args: dict, path: str) -> list[str]:
     registry = registry_for(path)
     key = policy_key(policy) if isinstance(policy, str) else policy
     if not isinstance(key, str) or key not in registry:
-        return [f"{path}.policy: unknown policy {policy!r}{did_you_mean(str(key), registry.keys())} "
-                f"(available: {', '.join(registry.keys())})"]
+        return [
+            f"{path}.policy: unknown policy {policy!r}{did_you_mean(str(key), registry.keys())} "
+            f"(available: {', '.join(registry.keys())})"
+        ]
     fn = registry.get(key)
     names, required = policy_arguments(fn)
-    problems = [f"{path}: unexpected argument '{k}' for policy '{policy}'{did_you_mean(k, names)} "
-                f"(accepted: {', '.join(sorted(names)) or 'none'})"
-                for k in args if k not in names]
-    problems += [f"{path}: policy '{policy}' needs argument '{r}'" for r in required
-                 if r not in args]
+    problems = [
+        f"{path}: unexpected argument '{k}' for policy '{policy}'{did_you_mean(k, names)} "
+        f"(accepted: {', '.join(sorted(names)) or 'none'})"
+        for k in args
+        if k not in names
+    ]
+    problems += [
+        f"{path}: policy '{policy}' needs argument '{r}'" for r in required if r not in args
+    ]
     if not problems and fn.spec.check is not None:
         problems += [f"{path} ({key}): {p}" for p in fn.spec.check(args)]
     return problems
 
 
-__all__ = ["LR_POLICIES", "MOMENTUM_POLICIES", "PolicySpec", "annealing_cos", "annealing_linear",
-           "check_policy_args", "policy", "policy_arguments", "policy_key", "registry_for"]
+__all__ = [
+    "LR_POLICIES",
+    "MOMENTUM_POLICIES",
+    "PolicySpec",
+    "annealing_cos",
+    "annealing_linear",
+    "check_policy_args",
+    "policy",
+    "policy_arguments",
+    "policy_key",
+    "registry_for",
+]

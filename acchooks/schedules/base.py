@@ -6,6 +6,7 @@ value. ``progress`` is the epoch (``by_epoch=True``) or the optimizer-step count
 Phases that mmcv computes in ``before_run`` (Cyclic, OneCycle) are recomputed from
 ``max_progress`` on every call, so nothing but the counters needs checkpointing.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,10 +35,12 @@ class PolicySpec:
 
 def policy(registry: Registry, name: str, spec: PolicySpec | None = None) -> Callable:
     """Register a pure policy function under mmcv's policy ``name``."""
+
     def deco(fn: Callable) -> Callable:
         fn.spec = spec or PolicySpec()
         registry.register_module(name=name, module=fn)
         return fn
+
     return deco
 
 
@@ -81,6 +84,7 @@ def check_one_of(a: str, b: str) -> Check:
         if len(given) != 1:
             return [f"give exactly one of {a} / {b}, got {', '.join(given) or 'neither'}"]
         return []
+
     return check
 
 
@@ -91,6 +95,7 @@ def check_unit(key: str, default: float, low_open: bool = False, high_open: bool
         v = args.get(key, default)
         ok = is_number(v) and (v > 0 if low_open else v >= 0) and (v < 1 if high_open else v <= 1)
         return [] if ok else [f"{key}: expected a float in {lo}0, 1{hi}, got {v!r}"]
+
     return check
 
 
@@ -114,6 +119,7 @@ def check_per_group(key: str, kinds: str = "a float") -> Check:
         if v is None or is_number(v) or (isinstance(v, (list, tuple)) and all(map(is_number, v))):
             return []
         return [f"{key}: expected {kinds} or a list with one value per param group, got {v!r}"]
+
     return check
 
 
@@ -128,5 +134,13 @@ def split_target_ratio(tr: float | Sequence[float]) -> tuple[float, float]:
     return (tr[0], tr[0] / 1e5) if len(tr) == 1 else (tr[0], tr[1])
 
 
-__all__ = ["LR_POLICIES", "MOMENTUM_POLICIES", "PolicySpec", "policy", "policy_key",
-           "annealing_cos", "annealing_linear", "ANNEAL"]
+__all__ = [
+    "LR_POLICIES",
+    "MOMENTUM_POLICIES",
+    "PolicySpec",
+    "policy",
+    "policy_key",
+    "annealing_cos",
+    "annealing_linear",
+    "ANNEAL",
+]

@@ -7,6 +7,7 @@
 The model is timm's ``test_resnet`` and the data a few dozen generated Shapes images,
 so a run takes a second or two on a CPU.
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,10 +19,14 @@ from ..config.options import merge_dicts, strip_delete
 
 TINY = dict(
     model=dict(type="TimmClassifier", model_name="test_resnet", num_classes=4, pretrained=False),
-    data=dict(samples_per_gpu=8, workers_per_gpu=0,
-              train=dict(type="Shapes", num_samples=32, img_size=32, num_classes=4, seed=0,
-                         is_training=True),
-              val=dict(type="Shapes", num_samples=20, img_size=32, num_classes=4, seed=1)),
+    data=dict(
+        samples_per_gpu=8,
+        workers_per_gpu=0,
+        train=dict(
+            type="Shapes", num_samples=32, img_size=32, num_classes=4, seed=0, is_training=True
+        ),
+        val=dict(type="Shapes", num_samples=20, img_size=32, num_classes=4, seed=1),
+    ),
     optimizer=dict(type="SGD", lr=0.01, momentum=0.9),
     optimizer_config=dict(grad_clip=None),
     lr_config=dict(policy="fixed"),

@@ -10,6 +10,7 @@
 Each tool module has ``add_parser(subparsers)`` and ``run(args) -> exit status``, plus a
 public function that returns what it prints or plots.
 """
+
 from __future__ import annotations
 
 EXIT_BAD_INPUT = 2  # as train.py: the input (config, log, file) is at fault

@@ -17,6 +17,7 @@ OUT is the file to write, or a directory to write ``model.safetensors`` into. Te
 made contiguous; tensors sharing memory (tied weights) are stored as separate copies,
 since safetensors refuses shared storage. Nothing is written when IN cannot be used.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,12 @@ def _parse_map(items: list[str]) -> list[tuple[str, str]]:
     return rules
 
 
-def convert_state(state: dict, prefix_map: list[tuple[str, str]] = (),
-                  strip_prefixes: list[str] = (), source: str = "") -> tuple[dict, list[str]]:
+def convert_state(
+    state: dict,
+    prefix_map: list[tuple[str, str]] = (),
+    strip_prefixes: list[str] = (),
+    source: str = "",
+) -> tuple[dict, list[str]]:
     """The renamed state and the rules applied (as 'old -> new' strings)."""
     from ..checkpoint.weights import revise_state
 
@@ -51,14 +56,22 @@ def convert_state(state: dict, prefix_map: list[tuple[str, str]] = (),
         given = {old for old, _ in rules}
         rules += [r for r in MMCLS_RULES if r[0] not in given]
     applied = [f"{old}* -> {new}*" for old, new in rules if any(k.startswith(old) for k in state)]
-    state = revise_state(state, revise_keys=[("^" + re.escape(old), new.replace("\\", "\\\\"))
-                                             for old, new in rules],
-                         what="convert", source=source)
+    state = revise_state(
+        state,
+        revise_keys=[("^" + re.escape(old), new.replace("\\", "\\\\")) for old, new in rules],
+        what="convert",
+        source=source,
+    )
     return state, applied
 
 
-def convert(src: str, out: str, prefix_map: list[tuple[str, str]] = (),
-            strip_prefixes: list[str] = (), overwrite: bool = False) -> dict:
+def convert(
+    src: str,
+    out: str,
+    prefix_map: list[tuple[str, str]] = (),
+    strip_prefixes: list[str] = (),
+    overwrite: bool = False,
+) -> dict:
     """Write ``src``'s weights to the safetensors file ``out`` (or ``out/model.safetensors``);
     returns ``{'out', 'tensors', 'renamed', 'shared'}``."""
     import safetensors.torch
@@ -79,10 +92,14 @@ def convert(src: str, out: str, prefix_map: list[tuple[str, str]] = (),
     except ConfigError as e:
         raise ToolError(str(e).replace("\n", " ")) from None
     except Exception as e:  # noqa: BLE001 - a damaged safetensors file or checkpoint dir
-        raise ToolError(f"convert: cannot read {src}: {str(e).splitlines()[0] if str(e) else e!r}") from None
+        raise ToolError(
+            f"convert: cannot read {src}: {str(e).splitlines()[0] if str(e) else e!r}"
+        ) from None
     if not state:
-        raise ToolError(f"convert: {src} holds no tensors (expected a state_dict: a dict of "
-                        f"name -> tensor, possibly under 'state_dict' or 'model')")
+        raise ToolError(
+            f"convert: {src} holds no tensors (expected a state_dict: a dict of "
+            f"name -> tensor, possibly under 'state_dict' or 'model')"
+        )
     state, applied = convert_state(state, prefix_map, strip_prefixes, source=src)
     try:
         tensors, aliases = _dedup(state, "convert")
@@ -96,11 +113,14 @@ def convert(src: str, out: str, prefix_map: list[tuple[str, str]] = (),
     fd, tmp = tempfile.mkstemp(prefix=".convert-", suffix=".safetensors", dir=folder)
     os.close(fd)
     try:
-        safetensors.torch.save_file(tensors, tmp, metadata={"format": "pt",
-                                                            "source": os.path.basename(src)})
+        safetensors.torch.save_file(
+            tensors, tmp, metadata={"format": "pt", "source": os.path.basename(src)}
+        )
         os.replace(tmp, out)
     except Exception as e:
-        raise ToolError(f"convert: cannot write {out}: {str(e).splitlines()[0] if str(e) else e!r}") from None
+        raise ToolError(
+            f"convert: cannot write {out}: {str(e).splitlines()[0] if str(e) else e!r}"
+        ) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -109,14 +129,27 @@ def convert(src: str, out: str, prefix_map: list[tuple[str, str]] = (),
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "convert", help="convert a .pth / mmcls checkpoint to model.safetensors (weights only)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "convert",
+        help="convert a .pth / mmcls checkpoint to model.safetensors (weights only)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("src", metavar="IN", help=".pth/.pt file, .safetensors file or checkpoint dir")
     p.add_argument("out", metavar="OUT", help="output .safetensors file, or a directory")
-    p.add_argument("--prefix-map", nargs="+", default=[], metavar="OLD=NEW",
-                   help="rename key prefixes, e.g. backbone.= head.fc.=head.")
-    p.add_argument("--strip-prefix", nargs="+", default=[], metavar="PREFIX",
-                   help="remove these key prefixes, e.g. module.")
+    p.add_argument(
+        "--prefix-map",
+        nargs="+",
+        default=[],
+        metavar="OLD=NEW",
+        help="rename key prefixes, e.g. backbone.= head.fc.=head.",
+    )
+    p.add_argument(
+        "--strip-prefix",
+        nargs="+",
+        default=[],
+        metavar="PREFIX",
+        help="remove these key prefixes, e.g. module.",
+    )
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=run)
     return p
@@ -127,7 +160,9 @@ def run(args: argparse.Namespace) -> int:
     for rule in res["renamed"]:
         print(f"renamed {rule}")
     if res["shared"]:
-        print(f"{len(res['shared'])} tensor(s) shared memory with another; stored as copies: "
-              f"{', '.join(res['shared'][:5])}")
+        print(
+            f"{len(res['shared'])} tensor(s) shared memory with another; stored as copies: "
+            f"{', '.join(res['shared'][:5])}"
+        )
     print(f"{res['tensors']} tensors written to {res['out']}")
     return 0

@@ -6,6 +6,7 @@ values (``loss``, ``time``, ``accuracy_top-1``...). Train records of an epoch-ba
 count ``iter`` within the epoch (1-based); those of an iteration-based run count it
 from the start of training.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -95,15 +96,21 @@ def load_json_log(path: str | os.PathLike) -> JsonLog:
                 if not log.records and not log.meta:
                     log.meta = obj
                 continue
-            if obj["mode"] == "train" and not (isinstance(obj.get("epoch"), int)
-                                               and isinstance(obj.get("iter"), int)):
-                print(f"acchooks: warning: {path}, line {n}: train record without integer "
-                      f"epoch/iter, skipped", file=sys.stderr)
+            if obj["mode"] == "train" and not (
+                isinstance(obj.get("epoch"), int) and isinstance(obj.get("iter"), int)
+            ):
+                print(
+                    f"acchooks: warning: {path}, line {n}: train record without integer "
+                    f"epoch/iter, skipped",
+                    file=sys.stderr,
+                )
                 continue
             log.records.append(obj)
     if not log.records:
-        raise ToolError(f"{path}: no train or val records; is it a <timestamp>.log.json "
-                        f"written by TextLoggerHook?")
+        raise ToolError(
+            f"{path}: no train or val records; is it a <timestamp>.log.json "
+            f"written by TextLoggerHook?"
+        )
     return log
 
 

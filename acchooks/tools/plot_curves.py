@@ -8,6 +8,7 @@ the iteration for iteration-based runs). For an epoch-based run the global itera
 next to the JSON log (``<timestamp>.log``), else taken as the largest logged ``iter``, as
 mmcls does.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,9 @@ from .json_log import JsonLog, describe_keys, load_json_log
 def _mode_of(log: JsonLog, key: str, mode: str | None) -> str:
     if mode is not None:
         if key not in log.keys(mode):
-            raise ToolError(f"{log.path}: no {mode} record has key '{key}'; keys present: "
-                            f"{describe_keys(log)}")
+            raise ToolError(
+                f"{log.path}: no {mode} record has key '{key}'; keys present: {describe_keys(log)}"
+            )
         return mode
     for m in ("train", "val"):
         if key in log.keys(m):
@@ -33,8 +35,9 @@ def _mode_of(log: JsonLog, key: str, mode: str | None) -> str:
 
 def _number(value: Any, key: str, log: JsonLog) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ToolError(f"{log.path}: key '{key}' holds {value!r}, not a number; it cannot be "
-                        f"plotted")
+        raise ToolError(
+            f"{log.path}: key '{key}' holds {value!r}, not a number; it cannot be plotted"
+        )
     return value
 
 
@@ -60,23 +63,28 @@ def series_of(log: JsonLog, key: str, mode: str | None = None) -> dict[str, Any]
 
 def _run_names(paths: list[str]) -> list[str]:
     """Short distinct names: the work dir's name, else the timestamp, else the path."""
-    for name in (lambda p: os.path.basename(os.path.dirname(os.path.abspath(p))),
-                 lambda p: os.path.basename(p).removesuffix(".json").removesuffix(".log")):
+    for name in (
+        lambda p: os.path.basename(os.path.dirname(os.path.abspath(p))),
+        lambda p: os.path.basename(p).removesuffix(".json").removesuffix(".log"),
+    ):
         names = [name(p) for p in paths]
         if len(set(names)) == len(names) and all(names):
             return names
     return list(paths)
 
 
-def curve_series(log_paths: list[str], keys: list[str], mode: str | None = None,
-                 legend: list[str] | None = None) -> list[dict[str, Any]]:
+def curve_series(
+    log_paths: list[str], keys: list[str], mode: str | None = None, legend: list[str] | None = None
+) -> list[dict[str, Any]]:
     """Every curve ``plot_curves`` draws: ``{'log', 'key', 'label', 'mode', 'x', 'y',
     'x_label'}``, log-major (for each log, each key), as mmcls orders its legend."""
     logs = [load_json_log(p) for p in log_paths]
     names = _run_names(log_paths)
     if legend is not None and len(legend) not in (len(logs), len(logs) * len(keys)):
-        raise ToolError(f"--legend: give one name per log ({len(logs)}) or one per log and "
-                        f"key ({len(logs) * len(keys)}), got {len(legend)}")
+        raise ToolError(
+            f"--legend: give one name per log ({len(logs)}) or one per log and "
+            f"key ({len(logs) * len(keys)}), got {len(legend)}"
+        )
     out = []
     for i, log in enumerate(logs):
         for j, key in enumerate(keys):
@@ -90,8 +98,14 @@ def curve_series(log_paths: list[str], keys: list[str], mode: str | None = None,
     return out
 
 
-def plot_curves(log_paths: list[str], keys: list[str], out: str, mode: str | None = None,
-                legend: list[str] | None = None, title: str | None = None) -> list[dict[str, Any]]:
+def plot_curves(
+    log_paths: list[str],
+    keys: list[str],
+    out: str,
+    mode: str | None = None,
+    legend: list[str] | None = None,
+    title: str | None = None,
+) -> list[dict[str, Any]]:
     """Draw the curves into the PNG ``out``; returns the plotted series."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -103,8 +117,14 @@ def plot_curves(log_paths: list[str], keys: list[str], out: str, mode: str | Non
         curves = [s for s in series if s["key"] == key]
         for s in curves:
             few = len(s["x"]) <= 50
-            ax.plot(s["x"], s["y"], label=s["label"], linewidth=1.2,
-                    marker="o" if few else None, markersize=3)
+            ax.plot(
+                s["x"],
+                s["y"],
+                label=s["label"],
+                linewidth=1.2,
+                marker="o" if few else None,
+                markersize=3,
+            )
         modes = sorted({s["mode"] for s in curves})
         ax.set_title(f"{key} ({'/'.join(modes)})")
         ax.set_xlabel(curves[0]["x_label"])
@@ -131,17 +151,32 @@ def dump_json(obj: Any, path: str) -> None:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "plot-curves", help="plot loss / metric curves of one or more JSON logs",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("json_logs", nargs="+", metavar="LOG.json",
-                   help="<work_dir>/<timestamp>.log.json files written by TextLoggerHook")
-    p.add_argument("--keys", nargs="+", default=["loss"],
-                   help="logged keys to plot, one panel each (default: loss)")
-    p.add_argument("--mode", choices=["train", "val"],
-                   help="records to read the keys from (default: train if the key is logged "
-                        "in train records, else val)")
-    p.add_argument("--legend", nargs="+",
-                   help="one name per log, or one per log and key (log-major, as mmcls)")
+        "plot-curves",
+        help="plot loss / metric curves of one or more JSON logs",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "json_logs",
+        nargs="+",
+        metavar="LOG.json",
+        help="<work_dir>/<timestamp>.log.json files written by TextLoggerHook",
+    )
+    p.add_argument(
+        "--keys",
+        nargs="+",
+        default=["loss"],
+        help="logged keys to plot, one panel each (default: loss)",
+    )
+    p.add_argument(
+        "--mode",
+        choices=["train", "val"],
+        help="records to read the keys from (default: train if the key is logged "
+        "in train records, else val)",
+    )
+    p.add_argument(
+        "--legend", nargs="+", help="one name per log, or one per log and key (log-major, as mmcls)"
+    )
     p.add_argument("--title", help="figure title")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--json", help="also write the plotted series to this JSON file")

@@ -1,5 +1,6 @@
 """Test helpers loaded through ``custom_imports``: a BatchNorm-free model and probe hooks
 that dump per-process tensors, so 2-process runs can be checked from the outside."""
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,13 @@ from acchooks.registry import MODELS
 @MODELS.register_module(force=True)
 def TinyConvNet(num_classes: int = 4) -> nn.Module:
     """No BatchNorm: with lr=0 its weights, and so its predictions, never change."""
-    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                         nn.Flatten(), nn.Linear(8, num_classes))
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, num_classes),
+    )
 
 
 def _dump(runner, name: str, tensors: dict[str, torch.Tensor]) -> None:
@@ -33,7 +39,11 @@ class BufferProbe(Hook):
         self.tag = tag
 
     def after_train_epoch(self, runner) -> None:
-        _dump(runner, f"{self.tag}_epoch{runner.epoch + 1}", dict(runner.unwrapped_model.named_buffers()))
+        _dump(
+            runner,
+            f"{self.tag}_epoch{runner.epoch + 1}",
+            dict(runner.unwrapped_model.named_buffers()),
+        )
 
     def after_run(self, runner) -> None:
         for h in runner.hooks.hooks:

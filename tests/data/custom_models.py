@@ -1,4 +1,5 @@
 """Test-only models: a plain nn.Module and one with its own train_step/val_step."""
+
 import torch
 from torch import nn
 
@@ -29,9 +30,11 @@ class SelfStepping(TinyNet):
         logits = self(x)
         loss_cls = nn.functional.cross_entropy(logits, y)
         loss_reg = 1e-3 * logits.pow(2).mean()
-        return dict(loss=loss_cls + loss_reg, log_vars=dict(loss_cls=loss_cls.detach(),
-                                                           loss_reg=loss_reg.detach()),
-                    num_samples=len(x))
+        return dict(
+            loss=loss_cls + loss_reg,
+            log_vars=dict(loss_cls=loss_cls.detach(), loss_reg=loss_reg.detach()),
+            num_samples=len(x),
+        )
 
     def val_step(self, batch, optimizer=None):
         x, y = batch

@@ -1,4 +1,5 @@
 """Test-only hooks: make one process's loss NaN at a step; dump parameters per process."""
+
 import torch
 
 from acchooks import HOOKS, Hook
@@ -25,7 +26,9 @@ class DumpParams(Hook):
         self.path = path
 
     def after_run(self, runner):
-        flat = torch.cat([p.detach().flatten().double() for p in runner.unwrapped_model.parameters()])
+        flat = torch.cat(
+            [p.detach().flatten().double() for p in runner.unwrapped_model.parameters()]
+        )
         with open(f"{self.path}.{runner.accelerator.process_index}", "w") as f:
             f.write(repr(flat.sum().item()) + " " + repr(flat.abs().sum().item()))
 
@@ -67,7 +70,7 @@ class CpuGradScaler(Hook):
     def before_run(self, runner):
         from accelerate.optimizer import patch_optimizer_step
 
-        scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
         opt = runner.optimizer  # the prepared AcceleratedOptimizer
         runner.accelerator.scaler = opt.scaler = scaler
         opt._accelerate_step_called = False

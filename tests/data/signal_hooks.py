@@ -1,4 +1,5 @@
 """Test-only hook: one process sends itself a signal after a given train iteration."""
+
 import os
 import signal
 

@@ -6,5 +6,10 @@ from .tensorboard import TensorboardLoggerHook
 from .text import TextLoggerHook
 from .wandb import WandbLoggerHook
 
-__all__ = ["LoggerHook", "TextLoggerHook", "TensorboardLoggerHook", "WandbLoggerHook",
-           "MlflowLoggerHook"]
+__all__ = [
+    "LoggerHook",
+    "TextLoggerHook",
+    "TensorboardLoggerHook",
+    "WandbLoggerHook",
+    "MlflowLoggerHook",
+]

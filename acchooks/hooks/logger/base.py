@@ -5,6 +5,7 @@ processes, once). Evaluation metrics published by EvalHook and the loss of a ``v
 workflow phase are logged at the end of their epoch. The runner clears the published
 output after each stage, so several loggers see the same record.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,8 +20,11 @@ _SKIP = ("mode", "epoch", "iter", "step", "lr", "momentum", "time", "data_time")
 def scalar_tags(record: dict[str, Any]) -> dict[str, float]:
     """TensorboardLoggerHook's tags of one record: ``<mode>/<name>`` for each number, and
     ``learning_rate``/``momentum`` for train records."""
-    tags = {f"{record['mode']}/{k}": v for k, v in record.items()
-            if k not in _SKIP and isinstance(v, (int, float))}
+    tags = {
+        f"{record['mode']}/{k}": v
+        for k, v in record.items()
+        if k not in _SKIP and isinstance(v, (int, float))
+    }
     if record["mode"] == "train":
         if "lr" in record:
             tags["learning_rate"] = record["lr"]
@@ -39,8 +43,13 @@ def global_step(runner) -> int:
 class LoggerHook(Hook):
     priority = Priority.VERY_LOW
 
-    def __init__(self, interval: int = 10, ignore_last: bool = True, reset_flag: bool = False,
-                 by_epoch: bool = True):
+    def __init__(
+        self,
+        interval: int = 10,
+        ignore_last: bool = True,
+        reset_flag: bool = False,
+        by_epoch: bool = True,
+    ):
         if not isinstance(interval, int) or interval <= 0:
             raise ValueError(f"log_config.interval: expected a positive int, got {interval!r}")
         self.interval = interval
@@ -56,8 +65,11 @@ class LoggerHook(Hook):
             self.log(runner, self.record(runner, rec))
 
     def after_train_iter(self, runner) -> None:
-        due = (self.every_n_inner_iters(runner, self.interval) if self.by_epoch and runner.by_epoch
-               else self.every_n_iters(runner, self.interval))
+        due = (
+            self.every_n_inner_iters(runner, self.interval)
+            if self.by_epoch and runner.by_epoch
+            else self.every_n_iters(runner, self.interval)
+        )
         last = runner.by_epoch and self.end_of_epoch(runner) and not self.ignore_last
         if due or last:
             runner.log_buffer.average(self.interval, mode="train")
@@ -79,8 +91,10 @@ class LoggerHook(Hook):
         mode = published["mode"]
         # mmcv: during (or right after) a train epoch the epoch is 1-based runner.epoch + 1;
         # a val phase runs after the counter moved on, so it reports runner.epoch
-        rec: dict[str, Any] = {"mode": mode,
-                               "epoch": runner.epoch + 1 if runner.mode == "train" else runner.epoch}
+        rec: dict[str, Any] = {
+            "mode": mode,
+            "epoch": runner.epoch + 1 if runner.mode == "train" else runner.epoch,
+        }
         if mode == "train":
             rec["iter"] = runner.inner_iter + 1 if runner.by_epoch else runner.iter + 1
         elif runner.by_epoch:  # number of val batches
@@ -93,8 +107,12 @@ class LoggerHook(Hook):
             rec["lr"] = lrs[0]
             if len(set(lrs)) > 1:  # every group, by name, when they differ
                 groups = runner.optimizer.param_groups
-                rec.update({f"lr_{g.get('name', f'group{i}')}": v
-                            for i, (g, v) in enumerate(zip(groups, lrs, strict=True))})
+                rec.update(
+                    {
+                        f"lr_{g.get('name', f'group{i}')}": v
+                        for i, (g, v) in enumerate(zip(groups, lrs, strict=True))
+                    }
+                )
         mom = runner.current_momentum()
         if mom:
             rec["momentum"] = mom[0]

@@ -17,6 +17,7 @@ auto`` after a preemption, ``resume_from``) continues that MLflow run (its statu
 from ``KILLED`` back to ``RUNNING``, then ``FINISHED``), or starts a new run with a warning
 if the tracking store does not have it.
 """
+
 from __future__ import annotations
 
 import os
@@ -55,9 +56,17 @@ class MlflowLoggerHook(_ExternalLoggerHook):
 
     _package, _extra = "mlflow", "mlflow"
 
-    def __init__(self, exp_name: str | None = None, tags: dict | None = None,
-                 params: dict | None = None, log_model: bool = True, interval: int = 10,
-                 ignore_last: bool = True, reset_flag: bool = False, by_epoch: bool = True):
+    def __init__(
+        self,
+        exp_name: str | None = None,
+        tags: dict | None = None,
+        params: dict | None = None,
+        log_model: bool = True,
+        interval: int = 10,
+        ignore_last: bool = True,
+        reset_flag: bool = False,
+        by_epoch: bool = True,
+    ):
         super().__init__(interval, ignore_last, reset_flag, by_epoch)
         self._require_package()
         self.exp_name = exp_name
@@ -85,7 +94,8 @@ class MlflowLoggerHook(_ExternalLoggerHook):
                 f"{mlflow.get_tracking_uri()!r}: {e}\nSet MLFLOW_TRACKING_URI to a tracking "
                 f"server (http://host:5000), or to file:./mlruns with "
                 f"MLFLOW_ALLOW_FILE_STORE=true, or install the full 'mlflow' package for its "
-                f"default local sqlite store.") from e
+                f"default local sqlite store."
+            ) from e
         self.mlflow = mlflow
         if self.tags:
             mlflow.set_tags(self.tags)
@@ -98,9 +108,11 @@ class MlflowLoggerHook(_ExternalLoggerHook):
                 runner.logger.info(f"MlflowLoggerHook: continuing MLflow run {self._run_id}")
                 return
             except Exception as e:  # noqa: BLE001 - e.g. another tracking store
-                runner.logger.warning(f"MlflowLoggerHook: cannot continue MLflow run "
-                                      f"{self._run_id} of the checkpoint ({e}); starting a "
-                                      f"new run")
+                runner.logger.warning(
+                    f"MlflowLoggerHook: cannot continue MLflow run "
+                    f"{self._run_id} of the checkpoint ({e}); starting a "
+                    f"new run"
+                )
         mlflow.start_run()
 
     def _log_params(self, runner) -> None:
@@ -113,13 +125,15 @@ class MlflowLoggerHook(_ExternalLoggerHook):
             else:
                 dropped.append(str(k))
         if dropped:
-            runner.logger.warning(f"MlflowLoggerHook: not logged as params (name or value too "
-                                  f"long, or odd characters): {', '.join(dropped)}; the whole "
-                                  f"config is the artifact config.py")
+            runner.logger.warning(
+                f"MlflowLoggerHook: not logged as params (name or value too "
+                f"long, or odd characters): {', '.join(dropped)}; the whole "
+                f"config is the artifact config.py"
+            )
         items = list(kept.items())
         try:
             for i in range(0, len(items), _BATCH):
-                self.mlflow.log_params(dict(items[i:i + _BATCH]))
+                self.mlflow.log_params(dict(items[i : i + _BATCH]))
         except self.mlflow.exceptions.MlflowException as e:
             # a resumed run (MLFLOW_RUN_ID) whose config changed: params cannot change
             runner.logger.warning(f"MlflowLoggerHook: params not logged: {e}")
@@ -153,8 +167,10 @@ class MlflowLoggerHook(_ExternalLoggerHook):
                 root = hook.save_dir(runner)
         ckpt, _ = find_latest(root, verify="size")
         if ckpt is None or not (ckpt / MODEL_FILE).is_file():
-            runner.logger.warning(f"MlflowLoggerHook: log_model=True but there is no "
-                                  f"checkpoint under {root} (set checkpoint_config)")
+            runner.logger.warning(
+                f"MlflowLoggerHook: log_model=True but there is no "
+                f"checkpoint under {root} (set checkpoint_config)"
+            )
             return
         self.mlflow.log_artifact(os.fspath(ckpt / MODEL_FILE), artifact_path="models")
         self.mlflow.set_tag("acchooks.checkpoint", os.fspath(ckpt))

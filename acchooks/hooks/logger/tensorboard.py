@@ -1,6 +1,7 @@
 """TensorboardLoggerHook: scalars under ``<work_dir>/tf_logs`` (mmcv's default), tagged
 ``train/loss``, ``val/accuracy_top-1``, ``learning_rate``, ``momentum``; the x axis is the
 global train iteration."""
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,14 @@ from .base import LoggerHook, global_step, scalar_tags
 
 @HOOKS.register_module()
 class TensorboardLoggerHook(LoggerHook):
-    def __init__(self, log_dir: str | None = None, interval: int = 10, ignore_last: bool = True,
-                 reset_flag: bool = False, by_epoch: bool = True):
+    def __init__(
+        self,
+        log_dir: str | None = None,
+        interval: int = 10,
+        ignore_last: bool = True,
+        reset_flag: bool = False,
+        by_epoch: bool = True,
+    ):
         super().__init__(interval, ignore_last, reset_flag, by_epoch)
         self.log_dir = log_dir
         self.writer = None
@@ -21,9 +28,12 @@ class TensorboardLoggerHook(LoggerHook):
     def before_run(self, runner) -> None:
         if runner.is_main_process:
             from torch.utils.tensorboard import SummaryWriter
+
             self.log_dir = self.log_dir or os.path.join(runner.work_dir, "tf_logs")
             # a resumed run drops what an interrupted run logged after its checkpoint
-            self.writer = SummaryWriter(self.log_dir, purge_step=runner.iter + 1 if runner.iter else None)
+            self.writer = SummaryWriter(
+                self.log_dir, purge_step=runner.iter + 1 if runner.iter else None
+            )
 
     def log(self, runner, record: dict[str, Any]) -> None:
         if self.writer is None:

@@ -1,4 +1,5 @@
 """TextLoggerHook: mmcv-style console/file lines and ``<timestamp>.log.json`` lines."""
+
 from __future__ import annotations
 
 import datetime
@@ -10,8 +11,19 @@ from typing import Any
 from ...registry import HOOKS
 from .base import LoggerHook
 
-_HEAD = ("mode", "epoch", "iter", "step", "lr", "momentum", "eta", "time", "data_time",
-         "samples/s", "memory")
+_HEAD = (
+    "mode",
+    "epoch",
+    "iter",
+    "step",
+    "lr",
+    "momentum",
+    "eta",
+    "time",
+    "data_time",
+    "samples/s",
+    "memory",
+)
 
 
 @HOOKS.register_module()
@@ -21,8 +33,14 @@ class TextLoggerHook(LoggerHook):
     floats unrounded. Every ``runner.hook_timing_log_every`` train lines (config
     ``hook_timing=dict(log_every=N)``), also the hook timing table so far."""
 
-    def __init__(self, interval: int = 10, ignore_last: bool = True, reset_flag: bool = False,
-                 by_epoch: bool = True, interval_exp_name: int = 1000):
+    def __init__(
+        self,
+        interval: int = 10,
+        ignore_last: bool = True,
+        reset_flag: bool = False,
+        by_epoch: bool = True,
+        interval_exp_name: int = 1000,
+    ):
         super().__init__(interval, ignore_last, reset_flag, by_epoch)
         self.interval_exp_name = interval_exp_name
         self.json_path: str | None = None
@@ -44,9 +62,13 @@ class TextLoggerHook(LoggerHook):
             record = {**record, "eta": str(datetime.timedelta(seconds=int(eta)))}
             if runner.accelerator.device.type == "cuda":
                 import torch
+
                 mem = torch.cuda.max_memory_allocated(runner.accelerator.device) / 2**20
-                record["memory"] = int(runner.accelerator.reduce(
-                    torch.tensor(mem, device=runner.accelerator.device), "max").item())
+                record["memory"] = int(
+                    runner.accelerator.reduce(
+                        torch.tensor(mem, device=runner.accelerator.device), "max"
+                    ).item()
+                )
         if not runner.is_main_process:
             return
         runner.logger.info(self.format_line(runner, record))
@@ -62,8 +84,11 @@ class TextLoggerHook(LoggerHook):
     @staticmethod
     def format_line(runner, r: dict[str, Any]) -> str:
         if r["mode"] == "train":
-            head = (f"Epoch [{r['epoch']}][{r['iter']}/{runner.epoch_length}]\t" if runner.by_epoch
-                    else f"Iter [{r['iter']}/{runner.max_iters}]\t")
+            head = (
+                f"Epoch [{r['epoch']}][{r['iter']}/{runner.epoch_length}]\t"
+                if runner.by_epoch
+                else f"Iter [{r['iter']}/{runner.max_iters}]\t"
+            )
             parts = [f"lr: {r['lr']:.3e}"] if "lr" in r else []
             parts += [f"eta: {r['eta']}"] if "eta" in r else []
             parts += [f"time: {r['time']:.3f}"] if "time" in r else []
@@ -71,8 +96,11 @@ class TextLoggerHook(LoggerHook):
             parts += [f"samples/s: {r['samples/s']:.1f}"] if "samples/s" in r else []
             parts += [f"memory: {r['memory']}"] if "memory" in r else []
         else:
-            head = (f"Epoch({r['mode']}) [{r['epoch']}][{r['iter']}]\t" if runner.by_epoch
-                    else f"Iter({r['mode']}) [{r['iter']}]\t")
+            head = (
+                f"Epoch({r['mode']}) [{r['epoch']}][{r['iter']}]\t"
+                if runner.by_epoch
+                else f"Iter({r['mode']}) [{r['iter']}]\t"
+            )
             parts = []
         for k, v in r.items():
             if k in _HEAD:

@@ -15,6 +15,7 @@ auto`` after a preemption, ``resume_from``) logs into the same W&B run
 (``wandb.init(id=..., resume='allow')``) unless ``init_kwargs`` sets ``id`` or ``resume``.
 A run stopped for preemption is marked as preempting (``run.mark_preempting()``).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -37,9 +38,11 @@ def missing_package(cls: type, package: str, extra: str, path: str | None = None
 
 
 def _bad_summaries(define_metric_cfg: Mapping | None, where: str) -> list[str]:
-    return [f"{where}: define_metric_cfg['{m}']: summary {s!r} is not one of "
-            f"{', '.join(_SUMMARIES)}" for m, s in (define_metric_cfg or {}).items()
-            if s not in _SUMMARIES]
+    return [
+        f"{where}: define_metric_cfg['{m}']: summary {s!r} is not one of {', '.join(_SUMMARIES)}"
+        for m, s in (define_metric_cfg or {}).items()
+        if s not in _SUMMARIES
+    ]
 
 
 class _ExternalLoggerHook(LoggerHook):
@@ -87,15 +90,24 @@ class WandbLoggerHook(_ExternalLoggerHook):
     def check_config(cls, cfg: Mapping[str, Any], path: str | None = None) -> list[str]:
         problems = super().check_config(cfg, path)
         if isinstance(cfg.get("define_metric_cfg"), Mapping):
-            problems += _bad_summaries(cfg["define_metric_cfg"], f"{path} ({cls.__name__})"
-                                       if path else cls.__name__)
+            problems += _bad_summaries(
+                cfg["define_metric_cfg"], f"{path} ({cls.__name__})" if path else cls.__name__
+            )
         return problems
 
-    def __init__(self, init_kwargs: dict | None = None, interval: int = 10,
-                 ignore_last: bool = True, reset_flag: bool = False, commit: bool = True,
-                 by_epoch: bool = True, with_step: bool = True, log_artifact: bool = True,
-                 out_suffix: str | tuple | list = (".log.json", ".log", ".py"),
-                 define_metric_cfg: dict | None = None):
+    def __init__(
+        self,
+        init_kwargs: dict | None = None,
+        interval: int = 10,
+        ignore_last: bool = True,
+        reset_flag: bool = False,
+        commit: bool = True,
+        by_epoch: bool = True,
+        with_step: bool = True,
+        log_artifact: bool = True,
+        out_suffix: str | tuple | list = (".log.json", ".log", ".py"),
+        define_metric_cfg: dict | None = None,
+    ):
         super().__init__(interval, ignore_last, reset_flag, by_epoch)
         self._require_package()
         bad = _bad_summaries(define_metric_cfg, "WandbLoggerHook")
@@ -161,8 +173,14 @@ class WandbLoggerHook(_ExternalLoggerHook):
         skip = os.path.realpath(self.run.settings.wandb_dir) if self.run is not None else None
         found = []
         for root, dirs, files in os.walk(work_dir):
-            dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                             and os.path.realpath(os.path.join(root, d)) != skip)
-            found += [os.path.join(root, f) for f in sorted(files)
-                      if f.endswith(self.out_suffix) and not f.startswith(".")]
+            dirs[:] = sorted(
+                d
+                for d in dirs
+                if not d.startswith(".") and os.path.realpath(os.path.join(root, d)) != skip
+            )
+            found += [
+                os.path.join(root, f)
+                for f in sorted(files)
+                if f.endswith(self.out_suffix) and not f.startswith(".")
+            ]
         return found
