@@ -289,9 +289,9 @@ def test_find_latest_checksums_newest_first(tmp_path, monkeypatch):
     data[-1] ^= 0x01  # same size: only a checksum sees it
     f.write_bytes(bytes(data))
     hashed = []
-    real = reader._file_digest
+    real = reader.file_digest
     monkeypatch.setattr(
-        reader, "_file_digest", lambda p, algo: hashed.append(p.parent.name) or real(p, algo)
+        reader, "file_digest", lambda p, algo: hashed.append(p.parent.name) or real(p, algo)
     )
     latest, reasons = find_latest(tmp_path)
     assert latest == tmp_path / "epoch_2"

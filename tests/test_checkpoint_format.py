@@ -362,14 +362,14 @@ def test_crash_before_commit_keeps_previous(tmp_path, monkeypatch):
 
 def test_crash_while_writing_manifest(tmp_path, monkeypatch):
     first = _saved(tmp_path, "epoch_1", it=1)
-    real = ckpt_pkg.format._write_bytes
+    real = ckpt_pkg.format.write_bytes
 
     def write(f, data, fsync):
         if f.name == "manifest.json":
             raise KeyboardInterrupt  # e.g. Ctrl-C midway
         real(f, data, fsync)
 
-    monkeypatch.setattr(ckpt_pkg.format, "_write_bytes", write)
+    monkeypatch.setattr(ckpt_pkg.format, "write_bytes", write)
     with pytest.raises(KeyboardInterrupt):
         _saved(tmp_path, "epoch_2", it=2)
     assert [p.name for p in tmp_path.iterdir()] == ["epoch_1"]

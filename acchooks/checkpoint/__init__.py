@@ -1,41 +1,41 @@
-"""Checkpoints: the directory format and writer (:mod:`.format`), the reader
-(:mod:`.reader`), the optimizer state encoding (:mod:`.optimizer_state`), the resume
-compatibility check (:mod:`.compat`), weights-only loading (:mod:`.weights`), test-only
-fault injection (:mod:`.faults`), and the work-dir housekeeping defined here: finding
-the newest complete checkpoint, the ``latest`` pointer, safe deletion and cleanup of
-staging directories left by killed saves.
+"""Checkpoints: pure I/O, one concern per module.
+
+- :mod:`.format`: the directory format (manifest, ``FORMAT``/``VERSION``, strict JSON,
+  :class:`Checkpoint`, :class:`CheckpointError`) and :func:`save_checkpoint`;
+- :mod:`.atomic`: the atomic commit (staging/trash siblings, rename, directory fsync);
+- :mod:`.writer`: the fast safetensors tensor writer;
+- :mod:`.checksum`: the per-file digests a manifest records;
+- :mod:`.reader`: verifying and reading checkpoint directories;
+- :mod:`.workdir`: work-dir housekeeping (finding and listing checkpoints, the ``latest``
+  pointer, safe deletion, cleanup after killed saves);
+- :mod:`.tree`: nested state as JSON plus a flat tensor group;
+- :mod:`.optimizer_state`: the optimizer state encoding;
+- :mod:`.compat`: the resume compatibility check;
+- :mod:`.weights`: weights-only loading (``load_from``, ``init_cfg``);
+- :mod:`.faults`: test-only fault injection.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-import re
-import shutil
-import time
-from pathlib import Path
-
 from .compat import check_compatible
-from .faults import kill_point
-from .format import (
-    FORMAT,
-    MANIFEST,
-    STAGING_PREFIX,
-    TRASH_PREFIX,
-    VERSION,
-    Checkpoint,
-    CheckpointError,
-    _aside,
-    _fsync_dir,
-    _write_bytes,
-    save_checkpoint,
-)
+from .format import FORMAT, VERSION, Checkpoint, CheckpointError, save_checkpoint
 from .optimizer_state import flatten_optimizer_state, unflatten_optimizer_state
 from .reader import load_checkpoint, read_model_state, read_safetensors, verify_checkpoint
+from .tree import join_tensors, split_tensors
+from .workdir import (
+    LATEST,
+    clean_staging,
+    find_latest,
+    list_checkpoints,
+    prepare_work_dir,
+    read_latest_pointer,
+    remove_checkpoint,
+    update_latest_pointer,
+)
 
 __all__ = [
     "FORMAT",
+    "LATEST",
     "VERSION",
     "Checkpoint",
     "CheckpointError",
@@ -43,6 +43,8 @@ __all__ = [
     "clean_staging",
     "find_latest",
     "flatten_optimizer_state",
+    "join_tensors",
+    "list_checkpoints",
     "load_checkpoint",
     "prepare_work_dir",
     "read_latest_pointer",
@@ -50,149 +52,8 @@ __all__ = [
     "read_safetensors",
     "remove_checkpoint",
     "save_checkpoint",
+    "split_tensors",
     "unflatten_optimizer_state",
     "update_latest_pointer",
     "verify_checkpoint",
 ]
-
-LATEST = "latest"
-_TMP_PREFIX = ".latest.tmp-"
-_CKPT_NAME = re.compile(r"(epoch|iter)_\d+")
-
-
-def _iter_of(manifest: dict | None) -> int:
-    it = (manifest or {}).get("meta", {}).get("iter") if isinstance(manifest, dict) else None
-    return it if isinstance(it, int) and not isinstance(it, bool) else -1
-
-
-def _peek_manifest(d: Path) -> dict | None:
-    """The manifest of a rejected checkpoint if it still parses (to rank it)."""
-    try:
-        m = json.loads((d / MANIFEST).read_text(encoding="utf-8"))
-        return m if isinstance(m, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
-def find_latest(work_dir: str | Path, verify: str = "checksum") -> tuple[Path | None, list[str]]:
-    """The newest checkpoint under ``work_dir`` that verifies, and why newer ones did not.
-
-    Candidates are visible sub-directories named ``epoch_N``/``iter_N`` or holding a
-    manifest; newest means the highest ``meta['iter']``, then the latest manifest mtime.
-    They are verified newest first and the first that passes wins, so checksums are
-    computed only for it and for newer, damaged ones.
-    """
-    wd = Path(work_dir)
-    if not wd.is_dir():
-        return None, []
-    ranked: list[tuple[tuple[int, float], Path]] = []
-    unreadable: list[Path] = []
-    for d in sorted(wd.iterdir()):
-        # Hidden entries are staging/trash dirs of unfinished saves and deletes.
-        if d.name.startswith(".") or not d.is_dir():
-            continue
-        if not (_CKPT_NAME.fullmatch(d.name) or (d / MANIFEST).exists()):
-            continue
-        manifest = _peek_manifest(d)
-        if manifest is None:
-            unreadable.append(d)
-        else:
-            ranked.append(((_iter_of(manifest), (d / MANIFEST).stat().st_mtime), d))
-    best: tuple[tuple[int, float], Path] | None = None
-    reasons = []
-    for key, d in sorted(ranked, key=lambda x: x[0], reverse=True):
-        try:
-            manifest = verify_checkpoint(d, verify)
-        except CheckpointError as e:
-            reasons.append(f"skipped {d.name}: {e}")
-            continue
-        bad = manifest.get("meta", {}).get("nonfinite_weights")
-        if bad:  # kept for debugging, never resumed from automatically
-            reasons.append(f"skipped {d.name}: non-finite values in {', '.join(bad[:5])}")
-            continue
-        best = (key, d)
-        break
-    for d in unreadable:  # no usable manifest: report those that look newer than the winner
-        if best is None or d.stat().st_mtime >= best[0][1]:
-            try:
-                verify_checkpoint(d, "none")
-            except CheckpointError as e:
-                reasons.append(f"skipped {d.name}: {e}")
-    return (best[1] if best else None), reasons
-
-
-def update_latest_pointer(work_dir: str | Path, ckpt_path: str | Path) -> None:
-    """Atomically write ``<work_dir>/latest`` holding the checkpoint's directory name
-    (relative to ``work_dir`` when inside it, else absolute)."""
-    wd, ckpt = Path(work_dir), Path(ckpt_path)
-    try:
-        text = str(ckpt.resolve().relative_to(wd.resolve()))
-    except ValueError:
-        text = str(ckpt.resolve())
-    tmp = wd / f"{_TMP_PREFIX}{os.getpid()}-{time.monotonic_ns()}"
-    _write_bytes(tmp, (text + "\n").encode("utf-8"), fsync=True)
-    kill_point("latest")
-    os.replace(tmp, wd / LATEST)
-    _fsync_dir(wd)
-
-
-def read_latest_pointer(work_dir: str | Path) -> Path | None:
-    """The checkpoint path ``<work_dir>/latest`` names, or None if there is none."""
-    f = Path(work_dir) / LATEST
-    if not f.is_file():
-        return None
-    text = f.read_text(encoding="utf-8").strip()
-    return (Path(work_dir) / text) if text else None
-
-
-def remove_checkpoint(path: str | Path) -> None:
-    """Delete a committed checkpoint directory; a missing one is ignored.
-
-    The directory is first renamed to a hidden trash name, so a kill mid-delete never
-    leaves a half-deleted directory that still looks like a valid checkpoint.
-    """
-    d = Path(path)
-    if not d.exists():
-        return
-    if not d.is_dir() or not ((d / MANIFEST).is_file() or not any(d.iterdir())):
-        raise CheckpointError(
-            f"refusing to delete {d}: not an acchooks checkpoint directory (no {MANIFEST})"
-        )
-    trash = _aside(d, TRASH_PREFIX)
-    os.rename(d, trash)
-    _fsync_dir(d.parent)
-    kill_point("rotation", lambda: (trash / MANIFEST).unlink())  # test-only
-    shutil.rmtree(trash, ignore_errors=True)
-
-
-def clean_staging(work_dir: str | Path) -> list[Path]:
-    """Remove staging/trash directories and pointer temp files left by killed processes.
-
-    Call it before this process saves (e.g. at the start of a run, main process only):
-    it does not tell a live concurrent save's staging directory from a dead one.
-    """
-    wd = Path(work_dir)
-    if not wd.is_dir():
-        return []
-    removed = []
-    for p in sorted(wd.iterdir()):
-        if p.name.startswith((STAGING_PREFIX, TRASH_PREFIX, _TMP_PREFIX)):
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
-            removed.append(p)
-    return removed
-
-
-def prepare_work_dir(work_dir: str | Path, logger: logging.Logger | None = None) -> list[Path]:
-    """Clean what killed saves left in ``work_dir`` (see :func:`clean_staging`), with one
-    warning per removed entry. Main process only, before this run saves anything."""
-    removed = clean_staging(work_dir)
-    log = logger or logging.getLogger("acchooks")
-    for p in removed:
-        log.warning(
-            f"removed {p.name} from {p.parent}: left by a save or delete that was "
-            "interrupted (it was never a complete checkpoint)"
-        )
-    return removed

@@ -33,8 +33,11 @@ _VERSION_KEYS = {
     "capturable",
     "maximize",
     "decoupled_weight_decay",
-    "initial_lr",
 }
+# param_group keys the schedule hooks add in before_run (mmcv's initial_lr and
+# initial_momentum): a checkpoint has them, the run being resumed does not have them yet.
+_SCHEDULE_KEYS = {"initial_lr", "initial_momentum"}
+_IGNORED_GROUP_KEYS = _VERSION_KEYS | _SCHEDULE_KEYS | {"params"}
 
 
 def _names(keys: Iterable[str], limit: int = 8) -> str:
@@ -86,8 +89,8 @@ def check_optimizer(
                 f"{where}: param_groups[{i}] holds {len(g.get('params', []))} "
                 f"parameters, {kind} here has {len(o['params'])}"
             )
-        extra = sorted(set(g) - set(o) - _VERSION_KEYS - {"params"})
-        lacking = sorted(set(o) - set(g) - _VERSION_KEYS - {"params"})
+        extra = sorted(set(g) - set(o) - _IGNORED_GROUP_KEYS)
+        lacking = sorted(set(o) - set(g) - _IGNORED_GROUP_KEYS)
         if extra or lacking:
             problems.append(
                 f"{where}: param_groups[{i}] has hyper-parameters "

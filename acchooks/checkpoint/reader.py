@@ -13,17 +13,16 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
+from .checksum import CHECKSUMS, file_digest
 from .format import (
-    CHECKSUMS,
     FORMAT,
     MANIFEST,
     MODEL_FILE,
     VERSION,
     Checkpoint,
     CheckpointError,
-    _check_name,
-    _file_digest,
-    _read_json,
+    check_name,
+    read_json,
 )
 from .optimizer_state import unflatten_optimizer_state
 
@@ -58,6 +57,21 @@ def verify_checkpoint(path: str | Path, verify: str = "checksum") -> dict:
     if verify not in ("checksum", "size", "none"):
         raise ValueError(f"verify must be 'checksum', 'size' or 'none', got {verify!r}")
     d = Path(path)
+    manifest = _read_manifest(d)
+    for name, info in manifest["files"].items():
+        f = d / check_name(name, str(d / MANIFEST))
+        if not isinstance(info, dict):
+            raise CheckpointError(
+                f"{d / MANIFEST}: entry for '{name}' should be a mapping "
+                f"with 'size', found {type(info).__name__}"
+            )
+        if verify != "none":
+            _verify_file(f, info, verify)
+    return manifest
+
+
+def _read_manifest(d: Path) -> dict:
+    """The manifest of checkpoint directory ``d``, checked for format and version."""
     if d.is_file():
         raise CheckpointError(
             f"not an acchooks checkpoint: {d} is a file, not a checkpoint directory; {_PTH_HINT}"
@@ -66,7 +80,7 @@ def verify_checkpoint(path: str | Path, verify: str = "checksum") -> dict:
         raise CheckpointError(f"checkpoint {d} does not exist")
     if not (d / MANIFEST).is_file():
         raise CheckpointError(f"not an acchooks checkpoint: {d} has no {MANIFEST}; {_PTH_HINT}")
-    manifest = _read_json(d / MANIFEST)
+    manifest = read_json(d / MANIFEST)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise CheckpointError(f"{d / MANIFEST}: expected format '{FORMAT}', found {found!r}")
@@ -75,48 +89,45 @@ def verify_checkpoint(path: str | Path, verify: str = "checksum") -> dict:
             f"{d / MANIFEST}: format version {manifest.get('version')!r} is "
             f"not supported (this acchooks reads <= {VERSION}); upgrade acchooks"
         )
-    files = manifest.get("files")
-    if not isinstance(files, dict) or not isinstance(manifest.get("contents"), dict):
+    if not isinstance(manifest.get("files"), dict) or not isinstance(
+        manifest.get("contents"), dict
+    ):
         raise CheckpointError(f"{d / MANIFEST}: expected 'files' and 'contents' mappings")
-    for name, info in files.items():
-        f = d / _check_name(name, str(d / MANIFEST))
-        if not isinstance(info, dict):
-            raise CheckpointError(
-                f"{d / MANIFEST}: entry for '{name}' should be a mapping "
-                f"with 'size', found {type(info).__name__}"
-            )
-        if verify == "none":
-            continue
-        if not f.is_file():
-            raise CheckpointError(
-                f"{f}: missing; {MANIFEST} lists it with {info.get('size')} "
-                "bytes (hint: the checkpoint was damaged; use an older one)"
-            )
-        actual = f.stat().st_size
-        if actual != info.get("size"):
-            raise CheckpointError(
-                f"{f}: expected {info.get('size')} bytes (from {MANIFEST}), "
-                f"found {actual} bytes; the file is truncated or was changed"
-            )
-        if verify == "checksum":
-            # The first digest the entry carries: xxh3_128, or sha256 (earlier versions).
-            algo = next((a for a in CHECKSUMS if info.get(a)), None)
-            if algo is None:  # written with checksum=False: the size is all there is
-                continue
-            digest = _file_digest(f, algo)
-            if digest != info[algo]:
-                raise CheckpointError(
-                    f"{f}: expected {algo} {info[algo]}, found {digest}; "
-                    "the file is corrupt (same size, different bytes)"
-                )
     return manifest
+
+
+def _verify_file(f: Path, info: dict, verify: str) -> None:
+    """Check one listed file's size and, with ``verify='checksum'``, its digest."""
+    if not f.is_file():
+        raise CheckpointError(
+            f"{f}: missing; {MANIFEST} lists it with {info.get('size')} "
+            "bytes (hint: the checkpoint was damaged; use an older one)"
+        )
+    actual = f.stat().st_size
+    if actual != info.get("size"):
+        raise CheckpointError(
+            f"{f}: expected {info.get('size')} bytes (from {MANIFEST}), "
+            f"found {actual} bytes; the file is truncated or was changed"
+        )
+    if verify != "checksum":
+        return
+    # The first digest the entry carries: xxh3_128, or sha256 (earlier versions).
+    algo = next((a for a in CHECKSUMS if info.get(a)), None)
+    if algo is None:  # written with checksum=False: the size is all there is
+        return
+    digest = file_digest(f, algo)
+    if digest != info[algo]:
+        raise CheckpointError(
+            f"{f}: expected {algo} {info[algo]}, found {digest}; "
+            "the file is corrupt (same size, different bytes)"
+        )
 
 
 def _read_group(
     d: Path, manifest: dict, fname: str, device: str | torch.device
 ) -> dict[str, torch.Tensor]:
     """One safetensors file of the checkpoint, with its tied-weight aliases restored."""
-    if _check_name(fname, str(d / MANIFEST)) not in manifest["files"]:
+    if check_name(fname, str(d / MANIFEST)) not in manifest["files"]:
         raise CheckpointError(f"{d / MANIFEST}: '{fname}' is used but not listed in 'files'")
     out = read_safetensors(d / fname, device)
     for alias, key in manifest.get("aliases", {}).get(fname, {}).items():
@@ -152,7 +163,7 @@ def load_checkpoint(
         # Always CPU, as optimizer.state_dict() has them: load_state_dict moves each state
         # tensor to its param's device but keeps Adam's 'step' where it finds it.
         otensors = _read_group(d, manifest, tfile, "cpu")
-        data = _read_json(d / _check_name(jfile, str(d / MANIFEST)))
+        data = read_json(d / check_name(jfile, str(d / MANIFEST)))
         try:
             optimizer_state = unflatten_optimizer_state(otensors, data)
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
@@ -161,5 +172,5 @@ def load_checkpoint(
         name: _read_group(d, manifest, f, map_location)
         for name, f in contents.get("tensors", {}).items()
     }
-    state = _read_json(d / _check_name(contents["state"], str(d))) if contents.get("state") else {}
+    state = read_json(d / check_name(contents["state"], str(d))) if contents.get("state") else {}
     return Checkpoint(d, manifest, model_state, optimizer_state, groups, state)

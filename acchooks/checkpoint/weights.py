@@ -15,12 +15,15 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError, did_you_mean
+
+if TYPE_CHECKING:
+    from ..runner.runner import Runner
 
 _WRAPPERS = ("module.", "_orig_mod.")
 _NESTED = ("state_dict", "model", "module")  # where other tools put the weights
@@ -41,7 +44,7 @@ class LoadReport:
 
 def read_weights(path: str | os.PathLike, what: str = "load_from") -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint dir, a .safetensors file or a foreign .pth/.pt file."""
-    from . import read_model_state, read_safetensors
+    from .reader import read_model_state, read_safetensors
 
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -106,6 +109,60 @@ def _names(keys: list[str], limit: int = 10) -> str:
     )
 
 
+def _match(
+    own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], source: str
+) -> LoadReport:
+    """Which keys of ``state`` load into a model whose state_dict is ``own``."""
+    rep = LoadReport(source)
+    for k, v in state.items():
+        if k not in own:
+            rep.unexpected.append(k)
+        elif v.shape != own[k].shape:
+            rep.mismatched.append((k, tuple(v.shape), tuple(own[k].shape)))
+        else:
+            rep.loaded.append(k)
+    rep.missing = [k for k in own if k not in state]
+    return rep
+
+
+def _refuse(
+    rep: LoadReport, state: Mapping, own: Mapping, shapes: list[str], what: str, strict: bool
+) -> None:
+    """ConfigError if nothing fits, or if a ``strict`` load does not fit exactly."""
+    if not rep.loaded:
+        raise ConfigError(
+            f"{what}: no tensor of {rep.source} fits the model ({len(state)} keys such as "
+            f"{_names(list(state), 3) or 'none'}; the model's keys look like "
+            f"{_names(list(own), 3)}); the model is unchanged (hint: set prefix or revise_keys)"
+        )
+    if strict and (rep.missing or rep.unexpected or rep.mismatched):
+        raise ConfigError(
+            f"{what}: strict load of {rep.source} failed; the model is unchanged: "
+            f"missing {_names(rep.missing) or 'none'}; unexpected "
+            f"{_names(rep.unexpected) or 'none'}; shape mismatch "
+            f"{_names(shapes) or 'none'}"
+        )
+
+
+def _log_report(
+    log: logging.Logger, rep: LoadReport, n_own: int, shapes: list[str], what: str
+) -> None:
+    source = rep.source
+    log.info(f"{what}: loaded {len(rep.loaded)} of the model's {n_own} tensors from {source}")
+    if rep.missing:
+        log.warning(
+            f"{what}: {len(rep.missing)} model key(s) not in {source}, left as "
+            f"initialised: {_names(rep.missing)}"
+        )
+    if rep.unexpected:
+        log.warning(
+            f"{what}: {len(rep.unexpected)} key(s) of {source} not in the model, "
+            f"ignored: {_names(rep.unexpected)}"
+        )
+    if rep.mismatched:
+        log.warning(f"{what}: {len(shapes)} shape mismatch(es), not loaded: {_names(shapes)}")
+
+
 def load_state_into(
     model: nn.Module,
     state: Mapping[str, torch.Tensor],
@@ -120,31 +177,10 @@ def load_state_into(
     Everything is checked before the model is touched; if torch still fails midway, the
     overwritten tensors are put back, so a failed load leaves the model as it was.
     """
-    log = logger or logging.getLogger("acchooks")
     own = model.state_dict()
-    rep = LoadReport(source)
-    for k, v in state.items():
-        if k not in own:
-            rep.unexpected.append(k)
-        elif v.shape != own[k].shape:
-            rep.mismatched.append((k, tuple(v.shape), tuple(own[k].shape)))
-        else:
-            rep.loaded.append(k)
-    rep.missing = [k for k in own if k not in state]
+    rep = _match(own, state, source)
     shapes = [f"{k} {s} vs model {m}" for k, s, m in rep.mismatched]
-    if not rep.loaded:
-        raise ConfigError(
-            f"{what}: no tensor of {source} fits the model ({len(state)} keys such as "
-            f"{_names(list(state), 3) or 'none'}; the model's keys look like "
-            f"{_names(list(own), 3)}); the model is unchanged (hint: set prefix or revise_keys)"
-        )
-    if strict and (rep.missing or rep.unexpected or rep.mismatched):
-        raise ConfigError(
-            f"{what}: strict load of {source} failed; the model is unchanged: "
-            f"missing {_names(rep.missing) or 'none'}; unexpected "
-            f"{_names(rep.unexpected) or 'none'}; shape mismatch "
-            f"{_names(shapes) or 'none'}"
-        )
+    _refuse(rep, state, own, shapes, what, strict)
     backup = {k: own[k].to("cpu", copy=True) for k in rep.loaded}
     try:
         model.load_state_dict({k: state[k] for k in rep.loaded}, strict=False)
@@ -153,19 +189,7 @@ def load_state_into(
             for k, v in backup.items():
                 own[k].copy_(v)
         raise ConfigError(f"{what}: loading {source} failed ({e}); the model is unchanged") from e
-    log.info(f"{what}: loaded {len(rep.loaded)} of the model's {len(own)} tensors from {source}")
-    if rep.missing:
-        log.warning(
-            f"{what}: {len(rep.missing)} model key(s) not in {source}, left as "
-            f"initialised: {_names(rep.missing)}"
-        )
-    if rep.unexpected:
-        log.warning(
-            f"{what}: {len(rep.unexpected)} key(s) of {source} not in the model, "
-            f"ignored: {_names(rep.unexpected)}"
-        )
-    if rep.mismatched:
-        log.warning(f"{what}: {len(shapes)} shape mismatch(es), not loaded: {_names(shapes)}")
+    _log_report(logger or logging.getLogger("acchooks"), rep, len(own), shapes, what)
     return rep
 
 
@@ -240,7 +264,7 @@ def _pretrained_options(init_cfg: Any, what: str) -> dict[str, Any]:
     return opts
 
 
-def load_weights(runner, spec: Any) -> LoadReport:
+def load_weights(runner: Runner, spec: Any) -> LoadReport:
     """``load_from``: a path, or ``dict(checkpoint=PATH, prefix=.., revise_keys=[..],
     strict=False)``; weights only, into the unwrapped model."""
     opts = _load_options(spec, _LOAD_FROM_KEYS, "load_from")

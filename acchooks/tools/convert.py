@@ -76,7 +76,7 @@ def convert(
     returns ``{'out', 'tensors', 'renamed', 'shared'}``."""
     import safetensors.torch
 
-    from ..checkpoint.format import CheckpointError, _dedup
+    from ..checkpoint.format import CheckpointError, dedup_tensors
     from ..checkpoint.weights import read_weights
 
     if os.path.isdir(out) or out.endswith(("/", os.sep)):
@@ -102,7 +102,7 @@ def convert(
         )
     state, applied = convert_state(state, prefix_map, strip_prefixes, source=src)
     try:
-        tensors, aliases = _dedup(state, "convert")
+        tensors, aliases = dedup_tensors(state, "convert")
     except CheckpointError as e:
         raise ToolError(str(e)) from None
     for alias, key in aliases.items():  # a standalone file needs every name: copy ties
