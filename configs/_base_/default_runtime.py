@@ -7,7 +7,8 @@ log_config = dict(
         dict(type="TensorboardLoggerHook"),
     ],
 )
-dist_params = dict(backend="nccl")  # accepted for MMCV configs; Accelerate picks the backend
+# No dist_params: Accelerate picks the process-group backend (nccl on GPUs, gloo on CPUs).
+# An MMCV config that sets dist_params (or gpu_ids) is accepted and that key ignored.
 log_level = "INFO"
 load_from = None
 resume_from = None
