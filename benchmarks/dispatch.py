@@ -11,7 +11,7 @@ One "iteration" calls all 10 stages once; "train iter" calls the two stages a tr
 iteration calls (before/after_train_iter). Dispatchers:
 
 * ``HookTable.call``: the table the runner uses (only hooks implementing a stage);
-* ``Runner.call_hook``: the same through the runner method (sets ``runner.stage``);
+* ``Runner.call_hook``: the same through the runner method ;
 * ``direct``: the same bound methods from a flat, prebuilt tuple;
 * ``mmcv getattr``: mmcv's ``for hook in hooks: getattr(hook, stage)(runner)`` over
   every hook, unimplemented stages going through the base class' fallbacks.

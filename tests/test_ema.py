@@ -174,7 +174,7 @@ def _accuracy(weights: str, dataset) -> float:
 
 def test_state_round_trip_through_checkpoint(tmp_path):
     runner, ema, _ = _run(tmp_path / "a", dict(momentum=0.3, warm_up=2))
-    path = runner.save_checkpoint("saved")
+    path = runner.checkpointer.save("saved")
     again = run_config(
         tiny_config(
             tmp_path / "b",
@@ -207,7 +207,7 @@ def test_resume_continues_the_average(tmp_path):
 
 def test_resume_from_argument_initialises_the_ema(tmp_path):
     first, ema, _ = _run(tmp_path / "a", dict(momentum=0.3))
-    path = first.save_checkpoint("saved")
+    path = first.checkpointer.save("saved")
     cfg = tiny_config(
         tmp_path / "b",
         runner=dict(max_epochs=1),

@@ -21,6 +21,7 @@ fix shows up as an XPASS failure and the mark gets removed.
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,12 @@ def external_loggers_offline(tmp_path, monkeypatch):
         MLFLOW_ALLOW_FILE_STORE="true",
     ).items():
         monkeypatch.setenv(k, v)
+    # MLflow remembers the last set_experiment() of the process (another test's store), in
+    # a module global and in the environment
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    fluent = sys.modules.get("mlflow.tracking.fluent")
+    if fluent is not None and hasattr(fluent, "_active_experiment_id"):
+        monkeypatch.setattr(fluent, "_active_experiment_id", None)
 
 
 @pytest.mark.parametrize("name", builtin_hooks())

@@ -44,9 +44,14 @@ class LoadReport:
 
 def read_weights(path: str | os.PathLike, what: str = "load_from") -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint dir, a .safetensors file or a foreign .pth/.pt file."""
+    from .format import CheckpointError
     from .reader import read_model_state, read_safetensors
+    from .workdir import follow_latest
 
-    path = os.fspath(path)
+    try:
+        path = follow_latest(path)
+    except CheckpointError as e:
+        raise ConfigError(f"{what}: {e}") from None
     if os.path.isdir(path):
         return read_model_state(path)
     if not os.path.exists(path):

@@ -131,6 +131,18 @@ def read_latest_pointer(work_dir: str | Path) -> Path | None:
     return (Path(work_dir) / text) if text else None
 
 
+def follow_latest(path: str | os.PathLike) -> str:
+    """``path`` itself, or the checkpoint a ``latest`` pointer file names (so
+    ``<work_dir>/latest`` works wherever a checkpoint path is expected)."""
+    p = Path(path)
+    if p.name != LATEST or not p.is_file():
+        return os.fspath(path)
+    target = read_latest_pointer(p.parent)
+    if target is None:
+        raise CheckpointError(f"{p} is an empty 'latest' pointer: it names no checkpoint")
+    return os.fspath(target)
+
+
 def remove_checkpoint(path: str | Path) -> None:
     """Delete a committed checkpoint directory; a missing one is ignored.
 

@@ -1,0 +1,1 @@
+"""The command line: ``acchooks train|test|...`` and the train/test entry points."""

@@ -4,205 +4,95 @@
 each line starting with the dotted path (``custom_hooks[1] (EMAHook): unexpected
 argument 'intervl'; did you mean 'interval'?``). It builds nothing: no process group,
 model, data or file exists yet when it runs.
+
+It keeps no tables of its own below the top level: each option set is declared beside
+the code that consumes it (:mod:`acchooks.runner.options`, :mod:`acchooks.hooks.options`,
+a registered class's signature or ``check_config``) and walked from here.
 """
 
 from __future__ import annotations
 
-import inspect
-import types
-import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import did_you_mean
-from ..registry import DATASETS, HOOKS, LOSSES, MODELS, RUNNERS, accepted_arguments
+from ..registry import DATASETS, HOOKS, LOSSES, MODELS, RUNNERS
+from .arguments import check_args, check_registered
+from .checks import Check, anything, boolean, instance_of, is_int, positive_int
+from .optionset import Option, OptionSet, declarations
 
-# top-level keys acchooks reads, and the type each must have (None = any)
-KNOWN_KEYS: dict[str, tuple | None] = {
-    "model": (dict,),
-    "data": (dict,),
-    "optimizer": (dict,),
-    "optimizer_config": (dict, type(None)),
-    "lr_config": (dict, type(None)),
-    "momentum_config": (dict, type(None)),
-    "runner": (dict,),
-    "checkpoint_config": (dict, type(None)),
-    "log_config": (dict, type(None)),
-    "evaluation": (dict, type(None)),
-    "custom_hooks": (list, tuple),
-    "custom_imports": (dict, type(None)),
-    "workflow": (list, tuple),
-    "work_dir": (str, type(None)),
-    "load_from": (str, dict, type(None)),
-    "resume_from": (str, type(None)),
-    "seed": (int, type(None)),
-    "deterministic": (bool,),
-    "accelerator": (dict,),
-    "fp16": (dict, type(None)),
-    "progress_config": (dict, type(None)),
-    "hook_timing": (dict,),
-    # accepted from MMCV/MMClassification configs; Accelerate decides these at launch
-    "dist_params": (dict,),
-    "log_level": (str,),
-    "gpu_ids": None,
-    "opencv_num_threads": None,
-    "mp_start_method": None,
-    "device": None,
+__all__ = ["TOP_LEVEL", "check_args", "check_config", "check_or_raise", "check_registered"]
+
+_DICT, _DICT_OR_NONE = instance_of(dict), instance_of(dict, type(None))
+_LIST = instance_of(list, tuple)
+_MMCV = "accepted from MMCV/MMClassification configs; Accelerate decides it at launch"
+
+TOP_LEVEL = OptionSet(
+    "config",
+    [
+        Option("model", _DICT, required=True),
+        Option("data", _DICT, required=True),
+        Option("optimizer", _DICT, required=True),
+        Option("optimizer_config", _DICT_OR_NONE),
+        Option("lr_config", _DICT_OR_NONE),
+        Option("momentum_config", _DICT_OR_NONE),
+        Option("runner", _DICT, required=True),
+        Option("checkpoint_config", _DICT_OR_NONE),
+        Option("log_config", _DICT_OR_NONE),
+        Option("evaluation", _DICT_OR_NONE),
+        Option("custom_hooks", _LIST),
+        Option("custom_imports", _DICT_OR_NONE),
+        Option("workflow", _LIST),
+        Option("work_dir", instance_of(str, type(None))),
+        Option("load_from", instance_of(str, dict, type(None))),
+        Option("resume_from", instance_of(str, type(None))),
+        Option("seed", instance_of(int, type(None))),
+        Option("deterministic", boolean),
+        Option("accelerator", _DICT),
+        Option("fp16", _DICT_OR_NONE),
+        Option("progress_config", _DICT_OR_NONE),
+        Option("hook_timing", _DICT),
+        Option("dist_params", _DICT, doc=_MMCV),
+        Option("log_level", instance_of(str)),
+        *(
+            Option(k, anything, doc=_MMCV)
+            for k in ("gpu_ids", "opencv_num_threads", "mp_start_method", "device")
+        ),
+    ],
+    "The top-level keys acchooks reads and the type of each.",
+)
+# top-level key -> (module, name) of the option set declared beside its consumer
+# (progress_config: acchooks.hooks.options.PROGRESS_CONFIG, see _check_progress)
+SECTIONS = {
+    "accelerator": ("acchooks.runner.options", "ACCELERATOR"),
+    "hook_timing": ("acchooks.hooks.options", "HOOK_TIMING"),
+    "data": ("acchooks.runner.options", "DATA"),
+    "log_config": ("acchooks.runner.options", "LOG_CONFIG"),
 }
-IGNORED_MMCV_KEYS = ("dist_params", "gpu_ids", "opencv_num_threads", "mp_start_method", "device")
-ACCELERATOR_KEYS = {
-    "mixed_precision": (str,),
-    "gradient_accumulation_steps": (int,),
-    "cpu": (bool,),
-    "find_unused_parameters": (bool,),
-    "split_batches": (bool,),
-    "even_batches": (bool,),
-}
-HOOK_TIMING_KEYS = {"enable": (bool,), "sample_every": (int, str), "log_every": (int,)}
-DATALOADER_KEYS = {
-    "samples_per_gpu": (int,),
-    "workers_per_gpu": (int,),
-    "shuffle": (bool,),
-    "drop_last": (bool,),
-    "pin_memory": (bool,),
-    "persistent_workers": (bool,),
-}
+WORKFLOW_PHASE = Check(
+    "('train', N) or ('val', N) with N >= 1",
+    lambda w: (
+        isinstance(w, (list, tuple))
+        and len(w) == 2
+        and w[0] in ("train", "val")
+        and is_int(w[1])
+        and w[1] >= 1
+    ),
+)
+
+_DEFAULT_HOOKS = (
+    ("optimizer_config", "OptimizerHook"),
+    ("lr_config", "LrUpdaterHook"),
+    ("momentum_config", "MomentumUpdaterHook"),
+    ("checkpoint_config", "CheckpointHook"),
+)
+
+Ok = Callable[[str], bool]
 
 
-def _type_ok(value: Any, ann: Any) -> bool:
-    """Loose runtime check of a value against a simple annotation; unknown -> accepted."""
-    if ann is inspect.Parameter.empty or ann is Any:
-        return True
-    origin = typing.get_origin(ann)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, a) for a in typing.get_args(ann))
-    if ann is type(None) or ann is None:
-        return value is None
-    target = origin or ann
-    if not isinstance(target, type):
-        return True
-    if target is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if target is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if target in (list, tuple) or (
-        isinstance(target, type) and issubclass(target, typing.Sequence) and target is not str
-    ):
-        return isinstance(value, (list, tuple))
-    if issubclass(target, Mapping):
-        return isinstance(value, Mapping)
-    if target in (bool, str):
-        return isinstance(value, target)
-    return True
-
-
-def _hints(obj: Any) -> dict[str, Any]:
-    target = obj.__init__ if inspect.isclass(obj) else obj
-    try:
-        return typing.get_type_hints(target)
-    except Exception:  # noqa: BLE001 - unresolvable annotations are simply not checked
-        return {}
-
-
-def check_args(
-    obj: Any, args: Mapping[str, Any], path: str, name: str, skip: tuple[str, ...] = ()
-) -> list[str]:
-    """Unexpected, missing or wrongly-typed arguments for building ``obj(**args)``."""
-    accepted, var_kw = accepted_arguments(obj)
-    accepted -= set(skip)
-    problems = []
-    if not var_kw:
-        for k in args:
-            if k not in accepted:
-                problems.append(
-                    f"{path} ({name}): unexpected argument '{k}'"
-                    f"{did_you_mean(k, accepted)} (accepted: {', '.join(sorted(accepted)) or 'none'})"
-                )
-    target = obj.__init__ if inspect.isclass(obj) else obj
-    try:
-        params = list(inspect.signature(target).parameters.values())
-    except (TypeError, ValueError):
-        params = []
-    for p in params[1 if inspect.isclass(obj) else 0 :]:
-        if (
-            p.default is p.empty
-            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-            and p.name not in args
-            and p.name not in skip
-        ):
-            problems.append(f"{path} ({name}): missing required argument '{p.name}'")
-    hints = _hints(obj)
-    for k, v in args.items():
-        if k in hints and not _type_ok(v, hints[k]):
-            problems.append(
-                f"{path}.{k} ({name}): expected {_ann_name(hints[k])}, got {type(v).__name__} {v!r}"
-            )
-    return problems
-
-
-def _ann_name(ann: Any) -> str:
-    return getattr(ann, "__name__", None) or str(ann).replace("typing.", "")
-
-
-def _check_typed(d: Mapping, allowed: dict[str, tuple], path: str) -> list[str]:
-    problems = []
-    for k, v in d.items():
-        if k not in allowed:
-            problems.append(
-                f"{path}: unexpected key '{k}'{did_you_mean(k, allowed)} "
-                f"(accepted: {', '.join(allowed)})"
-            )
-        elif not isinstance(v, allowed[k]) or (isinstance(v, bool) and bool not in allowed[k]):
-            problems.append(
-                f"{path}.{k}: expected {' or '.join(t.__name__ for t in allowed[k])}, "
-                f"got {type(v).__name__} {v!r}"
-            )
-    return problems
-
-
-def check_registered(
-    registry, cfg: Any, path: str, skip: tuple[str, ...] = (), default_type: str | None = None
-) -> list[str]:
-    """A ``dict(type=..., **args)`` entry: known type, acceptable arguments."""
-    if not isinstance(cfg, Mapping):
-        return [f"{path}: expected a dict with a 'type' key, got {type(cfg).__name__} {cfg!r}"]
-    type_ = cfg.get("type", default_type)
-    if type_ is None:
-        return [f"{path}: missing 'type' (one of: {', '.join(registry.keys())})"]
-    if type_ not in registry:
-        return [f"{path}.type: {registry.unknown_message(type_)}"]
-    obj = registry.get(type_)
-    args = {k: v for k, v in cfg.items() if k not in ("type", "priority")}
-    problems = []
-    custom = getattr(obj, "check_config", None)
-    if callable(custom):
-        problems += custom(args, path=path)
-    else:
-        problems += check_args(obj, args, path, type_, skip)
-    if "priority" in cfg:
-        from ..hooks.priority import get_priority
-
-        try:
-            get_priority(cfg["priority"])
-        except (ValueError, TypeError) as e:
-            problems.append(f"{path}.priority: {e}")
-    return problems
-
-
-def _check_runner(runner: Mapping[str, Any]) -> list[str]:
-    type_ = runner.get("type", "EpochBasedRunner")
-    if type_ not in RUNNERS:
-        return [f"runner.type: {RUNNERS.unknown_message(type_)}"]
-    key = "max_epochs" if type_ == "EpochBasedRunner" else "max_iters"
-    problems = [
-        f"runner ({type_}): unexpected argument '{k}'{did_you_mean(k, [key])} (accepted: {key})"
-        for k in runner
-        if k not in ("type", key)
-    ]
-    v = runner.get(key)
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        problems.append(f"runner.{key} ({type_}): expected a positive int, got {v!r}")
-    return problems
+def _declared(key: str) -> OptionSet:
+    module, name = SECTIONS[key]
+    return getattr(declarations(module), name)
 
 
 def check_or_raise(
@@ -230,10 +120,10 @@ def check_config(
     Three passes, each run only if the one before found nothing, so the commonest mistake
     is reported fastest:
 
-    1. plain Python, nothing imported: top-level keys and their types, required keys,
-       ``accelerator``, ``hook_timing``, ``progress_config.enable``, ``workflow``
+    1. plain Python, nothing heavy imported: top-level keys and their types, required
+       keys, ``accelerator``, ``hook_timing``, ``progress_config``, ``workflow``
        (a misspelled key is reported in about the time Python takes to start);
-    2. torch: runner, hooks, schedules, torch.optim optimizers, loader settings;
+    2. torch: data and loader settings, runner, hooks, schedules, torch.optim optimizers;
     3. timm and torchvision: model names, losses, datasets, timm optimizers, weights to
        load.
 
@@ -252,16 +142,151 @@ def check_config(
     return problems, warnings
 
 
-def _bad_keys(cfg: Mapping[str, Any], problems: list[str]):
-    bad = {p.split(":")[0] for p in problems}
-
+def _bad_keys(cfg: Mapping[str, Any], problems: list[str]) -> Ok:
     def ok(key: str) -> bool:  # present, of the right type: worth checking inside
-        return key in cfg and key not in bad
+        return key in cfg and key not in {p.split(":")[0] for p in problems}
 
     return ok
 
 
+# ---------------------------------------------------------------- pass 1: plain Python
+def _check_top_level(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    problems: list[str] = []
+    warnings: list[str] = []
+    for key, value in cfg.items():
+        if key.startswith("_"):
+            continue
+        if key not in TOP_LEVEL:
+            hint = did_you_mean(key, TOP_LEVEL.names())
+            if hint:
+                problems.append(f"{key}: unknown top-level key{hint}")
+            else:
+                warnings.append(f"top-level key '{key}' is not used by acchooks (ignored)")
+        elif (message := TOP_LEVEL[key].check.problem(value, key)) is not None:
+            problems.append(message)
+    problems += [
+        f"{o.name}: missing (required)" for o in TOP_LEVEL if o.required and o.name not in cfg
+    ]
+    return problems, warnings
+
+
+def _check_workflow(cfg: Mapping[str, Any], ok: Ok) -> list[str]:
+    problems = []
+    for i, phase in enumerate(cfg["workflow"] if ok("workflow") else []):
+        path = f"workflow[{i}]"
+        if (message := WORKFLOW_PHASE.problem(phase, path)) is not None:
+            problems.append(message)
+        elif phase[0] == "val" and ok("data") and "val" not in cfg["data"]:
+            problems.append(f"{path}: a 'val' phase needs data.val")
+    return problems
+
+
+def _check_progress(pc: Mapping[str, Any]) -> list[str]:
+    """``progress_config``: ProgressBarHook's own options, or only ``enable``/``type``
+    when it names another hook (whose arguments pass 2 checks)."""
+    decl = declarations("acchooks.hooks.options")
+    if pc.get("type", "ProgressBarHook") == "ProgressBarHook":
+        return decl.PROGRESS_CONFIG.problems(pc)
+    own = {k: v for k, v in pc.items() if k in decl.PROGRESS_OWN}
+    return decl.PROGRESS_CONFIG.problems(own)
+
+
+def _check_static(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """What needs no heavy import: keys, their types, and the plain-value sections."""
+    problems, warnings = _check_top_level(cfg)
+    ok = _bad_keys(cfg, problems)
+    problems += _check_workflow(cfg, ok)
+    if ok("hook_timing"):
+        problems += _declared("hook_timing").problems(cfg["hook_timing"], "hook_timing")
+    if ok("progress_config") and cfg["progress_config"] is not None:
+        problems += _check_progress(cfg["progress_config"])
+    if ok("accelerator"):
+        problems += _declared("accelerator").problems(cfg["accelerator"], "accelerator")
+    return problems, warnings
+
+
+# ---------------------------------------------------------------- pass 2: torch
+def _check_light(cfg: Mapping[str, Any]) -> list[str]:
+    """What needs torch (the hooks, runners and torch.optim), not timm or torchvision."""
+    from ..optim.builder import check_optimizer_config, torch_optimizers
+
+    problems: list[str] = []
+    ok = _bad_keys(cfg, problems)
+    if ok("data"):
+        problems += _declared("data").problems(cfg["data"], "data")
+    opt = cfg.get("optimizer")
+    if ok("optimizer") and opt.get("type") in torch_optimizers():
+        problems += check_optimizer_config(opt, "optimizer")
+    if ok("runner"):
+        problems += _check_runner(cfg["runner"])
+    problems += _check_default_hooks(cfg, ok)
+    problems += _check_log_config(cfg, ok)
+    problems += _check_evaluation(cfg, ok)
+    for i, h in enumerate(cfg["custom_hooks"] if ok("custom_hooks") else []):
+        problems += check_registered(HOOKS, h, f"custom_hooks[{i}]")
+    if ok("progress_config") and cfg["progress_config"] is not None:
+        pc = {k: v for k, v in cfg["progress_config"].items() if k != "enable"}
+        problems += check_registered(HOOKS, pc, "progress_config", default_type="ProgressBarHook")
+    return problems
+
+
+def _check_runner(runner: Mapping[str, Any]) -> list[str]:
+    type_ = runner.get("type", "EpochBasedRunner")
+    if type_ not in RUNNERS:
+        return [f"runner.type: {RUNNERS.unknown_message(type_)}"]
+    key = "max_epochs" if type_ == "EpochBasedRunner" else "max_iters"
+    problems = [
+        f"runner ({type_}): unexpected argument '{k}'{did_you_mean(k, [key])} (accepted: {key})"
+        for k in runner
+        if k not in ("type", key)
+    ]
+    message = positive_int.problem(runner.get(key), f"runner.{key} ({type_})")
+    return problems + ([message] if message else [])
+
+
+def _check_default_hooks(cfg: Mapping[str, Any], ok: Ok) -> list[str]:
+    """optimizer_config, lr_config, momentum_config and checkpoint_config."""
+    problems = []
+    for key, hook in _DEFAULT_HOOKS:
+        if not ok(key) or cfg[key] is None:
+            continue
+        if key in ("lr_config", "momentum_config"):  # policy= or a hook-name type=
+            problems += HOOKS.get(hook).check_config(cfg[key], path=key)
+        else:
+            problems += check_registered(HOOKS, cfg[key], key, default_type=hook)
+    return problems
+
+
+def _check_log_config(cfg: Mapping[str, Any], ok: Ok) -> list[str]:
+    log_cfg = cfg["log_config"] if ok("log_config") else None
+    if log_cfg is None:
+        return []
+    problems = _declared("log_config").problems(log_cfg, "log_config")
+    hooks = log_cfg.get("hooks", ())
+    for i, h in enumerate(hooks if isinstance(hooks, (list, tuple)) else ()):
+        problems += check_registered(HOOKS, h, f"log_config.hooks[{i}]")
+    return problems
+
+
+def _check_evaluation(cfg: Mapping[str, Any], ok: Ok) -> list[str]:
+    from ..evaluation.metrics import check_metrics
+
+    ev = cfg["evaluation"] if ok("evaluation") else None
+    if ev is None:
+        return []
+    problems = check_registered(
+        HOOKS, ev, "evaluation", skip=("dataloader",), default_type="EvalHook"
+    )
+    problems += check_metrics(ev.get("metric", "accuracy"), ev.get("metric_options"), "evaluation")
+    if ok("data") and "val" not in cfg["data"]:
+        problems.append("evaluation: set, but data.val is missing (EvalHook evaluates on it)")
+    return problems
+
+
+# ---------------------------------------------------------------- pass 3: timm, torchvision
 def _check_heavy(cfg: Mapping[str, Any]) -> list[str]:
+    from ..optim.builder import check_optimizer_config, torch_optimizers
+
     problems: list[str] = []
     ok = _bad_keys(cfg, problems)
     if ok("model"):
@@ -271,117 +296,18 @@ def _check_heavy(cfg: Mapping[str, Any]) -> list[str]:
 
         problems += check_load_spec(cfg["load_from"], "load_from")
     if ok("data"):
-        problems += _check_datasets(cfg["data"])
-    if ok("optimizer"):
-        from ..optim.builder import check_optimizer_config, torch_optimizers
-
-        if not (
-            isinstance(cfg["optimizer"], Mapping)
-            and cfg["optimizer"].get("type") in torch_optimizers()
-        ):  # else checked already
-            problems += check_optimizer_config(cfg["optimizer"], "optimizer")
+        problems += [
+            p
+            for k in ("train", "val", "test")
+            if cfg["data"].get(k) is not None
+            for p in check_registered(DATASETS, cfg["data"][k], f"data.{k}")
+        ]
+    if ok("optimizer") and cfg["optimizer"].get("type") not in torch_optimizers():
+        problems += check_optimizer_config(cfg["optimizer"], "optimizer")  # (else: pass 2)
     return problems
 
 
-def _light_optimizer_problems(opt: Any) -> list[str]:
-    """The optimizer, when it is a torch.optim class (no timm needed)."""
-    from ..optim.builder import check_optimizer_config, torch_optimizers
-
-    if isinstance(opt, Mapping) and opt.get("type") in torch_optimizers():
-        return check_optimizer_config(opt, "optimizer")
-    return []
-
-
-def _check_static(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
-    """What needs no import: keys, their types, and the plain-value sections."""
-    problems: list[str] = []
-    warnings: list[str] = []
-    for key in cfg:
-        if key.startswith("_"):
-            continue
-        if key not in KNOWN_KEYS:
-            hint = did_you_mean(key, KNOWN_KEYS)
-            if hint:
-                problems.append(f"{key}: unknown top-level key{hint}")
-            else:
-                warnings.append(f"top-level key '{key}' is not used by acchooks (ignored)")
-        elif KNOWN_KEYS[key] is not None and not isinstance(cfg[key], KNOWN_KEYS[key]):
-            problems.append(
-                f"{key}: expected {' or '.join(t.__name__ for t in KNOWN_KEYS[key])}, "
-                f"got {type(cfg[key]).__name__} {cfg[key]!r}"
-            )
-    for key in ("model", "data", "optimizer", "runner"):
-        if key not in cfg:
-            problems.append(f"{key}: missing (required)")
-    ok = _bad_keys(cfg, problems)
-    for i, w in enumerate(cfg.get("workflow", [("train", 1)]) if ok("workflow") else []):
-        if (
-            not isinstance(w, (list, tuple))
-            or len(w) != 2
-            or w[0] not in ("train", "val")
-            or not isinstance(w[1], int)
-            or w[1] < 1
-        ):
-            problems.append(
-                f"workflow[{i}]: expected ('train', N) or ('val', N) with N >= 1, got {w!r}"
-            )
-        elif (
-            w[0] == "val"
-            and ok("data")
-            and isinstance(cfg["data"], Mapping)
-            and "val" not in cfg["data"]
-        ):
-            problems.append(f"workflow[{i}]: a 'val' phase needs data.val")
-    if ok("hook_timing"):
-        problems += _check_typed(cfg["hook_timing"], HOOK_TIMING_KEYS, "hook_timing")
-        for k, low in (("sample_every", 1), ("log_every", 0)):
-            v = cfg["hook_timing"].get(k)
-            if isinstance(v, int) and not isinstance(v, bool) and v < low:
-                problems.append(f"hook_timing.{k}: expected an int >= {low}, got {v!r}")
-        if (
-            isinstance(cfg["hook_timing"].get("sample_every"), str)
-            and cfg["hook_timing"]["sample_every"] != "auto"
-        ):
-            problems.append(
-                f"hook_timing.sample_every: expected 'auto' or an int >= 1, got "
-                f"{cfg['hook_timing']['sample_every']!r}"
-            )
-    if ok("progress_config") and cfg["progress_config"] is not None:
-        pc = cfg["progress_config"]
-        if not isinstance(pc.get("enable", True), bool):
-            problems.append(f"progress_config.enable: expected bool, got {pc['enable']!r}")
-        if pc.get("mode", "auto") not in ("auto", "bar", "lines"):
-            problems.append(
-                f"progress_config.mode: expected 'auto', 'bar' or 'lines', got {pc['mode']!r}"
-            )
-    if ok("accelerator"):
-        problems += _check_typed(cfg["accelerator"], ACCELERATOR_KEYS, "accelerator")
-        mp = cfg["accelerator"].get("mixed_precision")
-        if mp is not None and mp not in ("no", "fp16", "bf16", "fp8"):
-            problems.append(
-                f"accelerator.mixed_precision: '{mp}' is not one of no, fp16, bf16, fp8"
-            )
-    return problems, warnings
-
-
-def _check_light(cfg: Mapping[str, Any]) -> list[str]:
-    """What needs torch (the hooks, runners and torch.optim), not timm or torchvision."""
-    problems: list[str] = []
-    ok = _bad_keys(cfg, problems)
-    if ok("data"):
-        problems += _check_data(cfg["data"])
-    if ok("optimizer"):
-        problems += _light_optimizer_problems(cfg["optimizer"])
-    if ok("runner"):
-        problems += _check_runner(cfg["runner"])
-    problems += _check_hooks(cfg, ok)
-    if ok("progress_config") and cfg["progress_config"] is not None:
-        pc = {k: v for k, v in cfg["progress_config"].items() if k != "enable"}
-        problems += check_registered(HOOKS, pc, "progress_config", default_type="ProgressBarHook")
-    return problems
-
-
-def _check_model(model_cfg: Mapping) -> list[str]:
+def _check_model(model_cfg: Mapping[str, Any]) -> list[str]:
     from ..checkpoint.weights import check_load_spec
     from ..models.timm_classifier import check_timm_model_config
 
@@ -389,7 +315,7 @@ def _check_model(model_cfg: Mapping) -> list[str]:
     model = dict(model_cfg)
     if model.get("init_cfg") is not None:
         problems += check_load_spec(model.pop("init_cfg"), "model.init_cfg", pretrained=True)
-    if "loss" in model and model["loss"] is not None:
+    if model.get("loss") is not None:
         problems += check_registered(LOSSES, model.pop("loss"), "model.loss")
     else:
         model.pop("loss", None)
@@ -397,84 +323,4 @@ def _check_model(model_cfg: Mapping) -> list[str]:
         problems += check_timm_model_config(model, "model")
     else:
         problems += check_registered(MODELS, model, "model", skip=("init_cfg",))
-    return problems
-
-
-def _check_datasets(data: Mapping) -> list[str]:
-    return [
-        p
-        for k in ("train", "val", "test")
-        if data.get(k) is not None
-        for p in check_registered(DATASETS, data[k], f"data.{k}")
-    ]
-
-
-def _check_data(data: Mapping) -> list[str]:
-    """The data dict's own keys (the datasets are checked by :func:`_check_datasets`)."""
-    problems = []
-    loader_keys = {"samples_per_gpu": (int,), "workers_per_gpu": (int,)}
-    for k in data:
-        if k in ("train", "val", "test"):
-            pass
-        elif k in ("train_dataloader", "val_dataloader", "test_dataloader"):
-            problems += _check_typed(data[k], DATALOADER_KEYS, f"data.{k}")
-        elif k in loader_keys:
-            problems += _check_typed({k: data[k]}, loader_keys, "data")
-        else:
-            allowed = [
-                "train",
-                "val",
-                "test",
-                "train_dataloader",
-                "val_dataloader",
-                "test_dataloader",
-                *loader_keys,
-            ]
-            problems.append(
-                f"data: unexpected key '{k}'{did_you_mean(k, allowed)} "
-                f"(accepted: {', '.join(allowed)})"
-            )
-    if "train" not in data:
-        problems.append("data.train: missing (required for training)")
-    return problems
-
-
-def _check_hooks(cfg: Mapping, ok) -> list[str]:
-    from ..evaluation.metrics import check_metrics
-
-    problems = []
-    if ok("optimizer_config") and cfg["optimizer_config"] is not None:
-        problems += check_registered(
-            HOOKS, cfg["optimizer_config"], "optimizer_config", default_type="OptimizerHook"
-        )
-    for key, hook in (("lr_config", "LrUpdaterHook"), ("momentum_config", "MomentumUpdaterHook")):
-        sub = cfg.get(key) if ok(key) else None
-        if sub is not None:  # policy= or a hook-name type=, checked by the hook class
-            problems += HOOKS.get(hook).check_config(sub, path=key)
-    if ok("checkpoint_config") and cfg["checkpoint_config"] is not None:
-        problems += check_registered(
-            HOOKS, cfg["checkpoint_config"], "checkpoint_config", default_type="CheckpointHook"
-        )
-    log_cfg = cfg.get("log_config") if ok("log_config") else None
-    if log_cfg is not None:
-        for k in log_cfg:
-            if k not in ("interval", "hooks"):
-                problems.append(
-                    f"log_config: unexpected key '{k}'"
-                    f"{did_you_mean(k, ['interval', 'hooks'])} (accepted: interval, hooks)"
-                )
-        for i, h in enumerate(log_cfg.get("hooks", [])):
-            problems += check_registered(HOOKS, h, f"log_config.hooks[{i}]")
-    ev = cfg.get("evaluation") if ok("evaluation") else None
-    if ev is not None:
-        problems += check_registered(
-            HOOKS, ev, "evaluation", skip=("dataloader",), default_type="EvalHook"
-        )
-        problems += check_metrics(
-            ev.get("metric", "accuracy"), ev.get("metric_options"), "evaluation"
-        )
-        if ok("data") and "val" not in cfg["data"]:
-            problems.append("evaluation: set, but data.val is missing (EvalHook evaluates on it)")
-    for i, h in enumerate(cfg.get("custom_hooks", []) if ok("custom_hooks") else []):
-        problems += check_registered(HOOKS, h, f"custom_hooks[{i}]")
     return problems

@@ -10,12 +10,14 @@ import torchvision
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from ..config.checks import instance_of
 from ..errors import ConfigError, did_you_mean
 from ..registry import DATASETS, accepted_arguments
 
 _LAYOUT = "expected one sub-folder per class holding its images: <root>/<class>/<image>.jpg"
 # Arguments of timm's create_transform that ImageFolder sets itself or that make no sense here.
 _OWN_ARGS = {"input_size", "is_training", "mean", "std", "crop_pct", "interpolation"}
+_ROOT = instance_of(str, os.PathLike).named("a folder path")
 
 
 def _has_image(folder: str) -> bool:
@@ -85,8 +87,9 @@ class ImageFolder(torchvision.datasets.ImageFolder):
                 )
         if "root" not in cfg:
             return problems + [f"{path}.root: missing; {_LAYOUT}"]
-        if not isinstance(cfg["root"], (str, os.PathLike)):
-            return problems + [f"{path}.root: expected a folder path, got {cfg['root']!r}"]
+        message = _ROOT.problem(cfg["root"], f"{path}.root")
+        if message is not None:
+            return problems + [message]
         root = os.fspath(cfg["root"])
         if not os.path.isdir(root):
             hint = (

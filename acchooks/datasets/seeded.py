@@ -29,6 +29,11 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 
 class SeededDataset(Dataset):
+    """A train dataset whose random augmentation is a function of (seed, epoch, index), so a
+
+
+    resumed run augments each sample exactly as the interrupted one would have."""
+
     def __init__(self, dataset: Dataset, seed: int):
         self.dataset = dataset
         self.seed = int(seed)

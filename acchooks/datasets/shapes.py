@@ -15,7 +15,19 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import ConfigError
+from ..config.checks import (
+    Check,
+    boolean,
+    int_at_least,
+    int_in,
+    integer,
+    is_number,
+    number_at_least,
+    number_in,
+    optional,
+    positive_int,
+)
+from ..config.optionset import Option, OptionSet
 from ..registry import DATASETS
 
 # Each kind is a mask on coordinates (u, v) scaled so the shape fits in [-1, 1]^2.
@@ -33,6 +45,41 @@ _KINDS = {
 }
 SHAPE_KINDS: tuple[str, ...] = tuple(_KINDS)
 MIN_IMG_SIZE = 8
+
+_RGB = Check(
+    "3 numbers (one per RGB channel)",
+    lambda v: isinstance(v, (list, tuple)) and len(v) == 3 and all(map(is_number, v)),
+)
+OPTIONS = OptionSet(  # Shapes' arguments, in the order the problems are reported
+    "Shapes",
+    [
+        Option(
+            "num_classes",
+            int_in(1, len(SHAPE_KINDS)).noted(f"the kinds: {', '.join(SHAPE_KINDS)}"),
+            4,
+        ),
+        Option("img_size", int_at_least(MIN_IMG_SIZE), 32),
+        Option("num_samples", positive_int, 2000),
+        Option("mean", _RGB, (0.5, 0.5, 0.5)),
+        Option(
+            "std",
+            Check(
+                "3 non-zero numbers (one per RGB channel)",
+                lambda v: _RGB.ok(v) and all(x != 0 for x in v),
+            ),
+            (0.5, 0.5, 0.5),
+        ),
+        Option(
+            "hflip",
+            optional(number_in(0, 1).named("a probability in [0, 1]")),
+            None,
+            "None: 0.5 when is_training, else 0",
+        ),
+        Option("noise", number_at_least(0), 0.1),
+        Option("seed", integer, 0),
+        Option("is_training", boolean, False),
+    ],
+)
 
 
 def generate_shapes(
@@ -82,20 +129,9 @@ class Shapes(Dataset):
         noise: float = 0.1,
         hflip: float | None = None,
     ):
-        problems = self.check_config(
-            dict(
-                num_samples=num_samples,
-                img_size=img_size,
-                num_classes=num_classes,
-                noise=noise,
-                mean=mean,
-                std=std,
-                hflip=hflip,
-            ),
-            path="Shapes",
-        )
-        if problems:
-            raise ConfigError(problems)
+        args = dict(num_samples=num_samples, img_size=img_size, num_classes=num_classes)
+        args.update(seed=seed, is_training=is_training, mean=mean, std=std)
+        OPTIONS.check(dict(args, noise=noise, hflip=hflip), "Shapes")
         self.num_samples, self.img_size, self.num_classes = num_samples, img_size, num_classes
         self.seed, self.is_training, self.noise = seed, is_training, noise
         self.hflip = (0.5 if is_training else 0.0) if hflip is None else float(hflip)
@@ -127,31 +163,4 @@ class Shapes(Dataset):
     @classmethod
     def check_config(cls, cfg: Mapping[str, Any], path: str = "dataset") -> list[str]:
         """Problems in a Shapes config (without generating anything); each starts with ``path``."""
-        problems = []
-        nc = cfg.get("num_classes", 4)
-        if not isinstance(nc, int) or not 1 <= nc <= len(SHAPE_KINDS):
-            problems.append(
-                f"{path}.num_classes: {nc!r} is out of range; Shapes has 1 to "
-                f"{len(SHAPE_KINDS)} kinds ({', '.join(SHAPE_KINDS)})"
-            )
-        size = cfg.get("img_size", 32)
-        if not isinstance(size, int) or size < MIN_IMG_SIZE:
-            problems.append(f"{path}.img_size: {size!r} must be an int >= {MIN_IMG_SIZE}")
-        ns = cfg.get("num_samples", 2000)
-        if not isinstance(ns, int) or ns < 1:
-            problems.append(f"{path}.num_samples: {ns!r} must be a positive int")
-        for key in ("mean", "std"):
-            val = cfg.get(key, (0.5, 0.5, 0.5))
-            if not isinstance(val, Sequence) or len(val) != 3:
-                problems.append(
-                    f"{path}.{key}: expected 3 values (one per RGB channel), got {val!r}"
-                )
-        if any(x == 0 for x in cfg.get("std", (0.5,)) if isinstance(x, (int, float))):
-            problems.append(f"{path}.std: values must be non-zero")
-        hflip = cfg.get("hflip")
-        if hflip is not None and not (isinstance(hflip, (int, float)) and 0 <= hflip <= 1):
-            problems.append(f"{path}.hflip: {hflip!r} must be a probability in [0, 1] or None")
-        noise = cfg.get("noise", 0.1)
-        if not isinstance(noise, (int, float)) or noise < 0:
-            problems.append(f"{path}.noise: {noise!r} must be a number >= 0")
-        return problems
+        return OPTIONS.problems(cfg, path)

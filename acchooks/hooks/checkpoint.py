@@ -9,22 +9,29 @@ checkpoints go to ``<out_dir>/<basename of work_dir>``; default the work dir),
 Retention works from the checkpoints that exist in the directory (never from names
 guessed from the interval), counts only complete ones, never removes the one just
 saved, and runs only after the new checkpoint is committed, so even ``max_keep_ckpts=1``
-keeps the previous complete checkpoint until the new one is in place. The runner does
-the writing (main process, atomic directory, every process waits for the commit).
+keeps the previous complete checkpoint until the new one is in place. This hook only
+decides *when*; the runner's Checkpointer writes (main process, atomic directory, every
+process waits for the commit), keeps the directory and rotates.
 """
 
 from __future__ import annotations
 
-import os
-import re
+from typing import TYPE_CHECKING
 
+from ..config.checks import integer, optional, require, string
 from ..registry import HOOKS
 from .hook import Hook
 from .priority import Priority
 
+if TYPE_CHECKING:
+    from ..runner.runner import Runner
+
 
 @HOOKS.register_module()
 class CheckpointHook(Hook):
+    """``checkpoint_config=dict(interval=1, max_keep_ckpts=3)``: when to save (see the
+    module docstring); the runner's Checkpointer does the saving."""
+
     priority = Priority.NORMAL
 
     def __init__(
@@ -36,58 +43,28 @@ class CheckpointHook(Hook):
         max_keep_ckpts: int = -1,
         save_last: bool = True,
     ):
-        for name, value in (("interval", interval), ("max_keep_ckpts", max_keep_ckpts)):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"checkpoint_config.{name}: expected an int, got {value!r}")
-        if out_dir is not None and not isinstance(out_dir, str):
-            raise ValueError(f"checkpoint_config.out_dir: expected a path, got {out_dir!r}")
+        require(
+            (integer, interval, "checkpoint_config.interval"),
+            (integer, max_keep_ckpts, "checkpoint_config.max_keep_ckpts"),
+            (optional(string.named("a path")), out_dir, "checkpoint_config.out_dir"),
+        )
         self.interval, self.by_epoch = interval, by_epoch
         self.save_optimizer, self.out_dir = save_optimizer, out_dir
         self.max_keep_ckpts, self.save_last = max_keep_ckpts, save_last
 
-    def save_dir(self, runner) -> str:
-        """Where the checkpoints go: the work dir, or ``<out_dir>/<work dir name>``."""
-        if not self.out_dir:
-            return runner.work_dir
-        return os.path.join(self.out_dir, os.path.basename(runner.work_dir.rstrip(os.sep)))
+    def checkpoint_out_dir(self) -> str | None:
+        return self.out_dir
 
-    def before_run(self, runner) -> None:
-        from ..checkpoint import prepare_work_dir
-
+    def before_run(self, runner: Runner) -> None:
         # Leftovers of a killed save are never checkpoints; remove them before we save.
-        if runner.is_main_process:
-            prepare_work_dir(self.save_dir(runner), runner.logger)
-            runner.logger.info(f"Checkpoints will be saved to {self.save_dir(runner)}")
-        runner.accelerator.wait_for_everyone()
+        runner.checkpointer.prepare()
 
-    def _save(self, runner, name: str) -> None:
-        root = self.save_dir(runner)
-        runner.save_checkpoint(name, out_dir=root, save_optimizer=self.save_optimizer)
+    def _save(self, runner: Runner, name: str) -> None:
+        path = runner.checkpointer.save(name, weights_only=not self.save_optimizer)
         if self.max_keep_ckpts > 0:
-            self._rotate(runner, root, name)
+            runner.checkpointer.retain(path, self.max_keep_ckpts)
 
-    def _rotate(self, runner, root: str, saved: str) -> None:
-        """Keep the newest ``max_keep_ckpts`` complete ``<prefix>_<N>`` dirs, counting
-        the one just saved (committed by now), removing the oldest by N."""
-        from ..checkpoint import remove_checkpoint
-
-        # Only the main process looks and deletes: others may see the directory mid-delete
-        # (or not at all), and a per-removal barrier would then deadlock.
-        if runner.is_main_process:
-            prefix = saved.split("_")[0]
-            pat = re.compile(rf"{prefix}_(\d+)")
-            found = sorted(
-                (int(m.group(1)), d)
-                for d in os.listdir(root)
-                if d != saved
-                and (m := pat.fullmatch(d))
-                and os.path.isfile(os.path.join(root, d, "manifest.json"))
-            )
-            for _, d in found[: max(len(found) - (self.max_keep_ckpts - 1), 0)]:
-                remove_checkpoint(os.path.join(root, d))
-        runner.accelerator.wait_for_everyone()
-
-    def after_train_epoch(self, runner) -> None:
+    def after_train_epoch(self, runner: Runner) -> None:
         if not self.by_epoch:
             return
         if self.every_n_epochs(runner, self.interval) or (
@@ -95,7 +72,7 @@ class CheckpointHook(Hook):
         ):
             self._save(runner, f"epoch_{runner.epoch + 1}")
 
-    def after_train_iter(self, runner) -> None:
+    def after_train_iter(self, runner: Runner) -> None:
         if self.by_epoch:
             return
         if self.every_n_iters(runner, self.interval) or (

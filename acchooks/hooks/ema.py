@@ -36,18 +36,26 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..config.checks import non_negative_int, number_in, positive_int, problems_of
 from ..errors import ConfigError
 from ..registry import HOOKS
 from .hook import Hook
 from .priority import Priority
 
+if TYPE_CHECKING:
+    from ..runner.runner import Runner
+
 
 @HOOKS.register_module()
 class EMAHook(Hook):
+    """``custom_hooks=[dict(type='EMAHook', momentum=0.0002, interval=1, priority='HIGH')]``:
+    an exponential moving average of the weights, evaluated in their place by EvalHook
+    (``evaluation_weights``) and saved in checkpoints (see the module docstring)."""
+
     priority = Priority.NORMAL
 
     def __init__(
@@ -63,21 +71,16 @@ class EMAHook(Hook):
         problems = []
         if momentum is not None and decay is not None:
             problems.append("EMAHook: give momentum or decay (= 1 - momentum), not both")
-        m = 1.0 - decay if decay is not None else 0.0002 if momentum is None else momentum
-        name = "decay" if decay is not None else "momentum"
-        if not isinstance(m, float | int) or not 0.0 < m < 1.0:
-            problems.append(
-                f"EMAHook.{name}: expected a float in (0, 1), got "
-                f"{decay if decay is not None else momentum!r}"
-            )
-        if not isinstance(interval, int) or isinstance(interval, bool) or interval <= 0:
-            problems.append(f"EMAHook.interval: expected a positive int, got {interval!r}")
-        if not isinstance(warm_up, int) or isinstance(warm_up, bool) or warm_up < 0:
-            problems.append(
-                f"EMAHook.warm_up: expected an int >= 0 (0: no warm-up), got {warm_up!r}"
-            )
+        name, given = ("decay", decay) if decay is not None else ("momentum", momentum)
+        given = 0.0002 if given is None else given
+        problems += problems_of(
+            (number_in(0, 1, low_open=True, high_open=True), given, f"EMAHook.{name}"),
+            (positive_int, interval, "EMAHook.interval"),
+            (non_negative_int.noted("0: no warm-up"), warm_up, "EMAHook.warm_up"),
+        )
         if problems:
             raise ConfigError(problems)
+        m = 1.0 - decay if decay is not None else given
         self.momentum, self.interval, self.warm_up = float(m), interval, warm_up
         self.update_momentum = 1.0 - (1.0 - self.momentum) ** interval
         self.resume_from, self.evaluate_with_ema = resume_from, evaluate_with_ema
@@ -89,7 +92,7 @@ class EMAHook(Hook):
         self._ema: list[torch.Tensor] = []
 
     # ---------------------------------------------------------------- setup
-    def before_run(self, runner) -> None:
+    def before_run(self, runner: Runner) -> None:
         acc = getattr(runner, "accelerator", None)  # a bare runner (benchmarks) has none
         if str(getattr(acc, "distributed_type", "")).endswith("FSDP"):
             # the EMA would average each process's shards (FSDP1: flat parameters under
@@ -128,11 +131,11 @@ class EMAHook(Hook):
         elif self.resume_from:
             self._load_from_file(runner, self.resume_from)
 
-    def _load_from_file(self, runner, path: str) -> None:
+    def _load_from_file(self, runner: Runner, path: str) -> None:
         """``resume_from``: the EMA state of one of our checkpoints, else its model weights."""
         from ..checkpoint import load_checkpoint
+        from ..checkpoint.tree import join_tensors
         from ..checkpoint.weights import read_weights
-        from ..runner.checkpointing import join_tensors
 
         if os.path.isdir(path):
             ckpt = load_checkpoint(path)
@@ -149,7 +152,7 @@ class EMAHook(Hook):
         runner.logger.info(f"EMAHook: EMA initialised from the model weights in {path}")
 
     # ---------------------------------------------------------------- update
-    def _catch_up(self, runner) -> None:
+    def _catch_up(self, runner: Runner) -> None:
         """Average the current weights if optimizer steps happened since the last call."""
         step = runner.step
         if step <= self.seen_step:
@@ -178,16 +181,16 @@ class EMAHook(Hook):
         if self._buffers:
             torch._foreach_copy_(self._ema_buffers, self._buffers)
 
-    def after_train_iter(self, runner) -> None:
+    def after_train_iter(self, runner: Runner) -> None:
         self._catch_up(runner)
 
-    def after_train_epoch(self, runner) -> None:
+    def after_train_epoch(self, runner: Runner) -> None:
         self._catch_up(runner)
         self._sync_buffers()  # the epoch's final statistics (also after a SyncBuffersHook)
 
     # ---------------------------------------------------------------- evaluation
     @contextmanager
-    def evaluation_weights(self, runner) -> Iterator[None]:
+    def evaluation_weights(self, runner: Runner) -> Iterator[None]:
         """Within the block the model holds the EMA parameters (``evaluate_with_ema``)."""
         self._catch_up(runner)
         if not self.evaluate_with_ema or not self._ema:

@@ -7,9 +7,14 @@ nothing. Useful when memory is fragmented, e.g. between train and val phases.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..registry import HOOKS
 from .hook import Hook
 from .priority import Priority
+
+if TYPE_CHECKING:
+    from ..runner.runner import Runner
 
 
 def _clear() -> None:
@@ -20,6 +25,10 @@ def _clear() -> None:
 
 @HOOKS.register_module()
 class EmptyCacheHook(Hook):
+    """``dict(type='EmptyCacheHook', before_epoch=False, after_epoch=True, after_iter=False)``:
+    release the accelerator's cached memory at the chosen points (Accelerate's
+    ``clear_device_cache``)."""
+
     priority = Priority.NORMAL
 
     def __init__(
@@ -36,14 +45,14 @@ class EmptyCacheHook(Hook):
         _clear()
         self.calls += 1
 
-    def before_epoch(self, runner) -> None:
+    def before_epoch(self, runner: Runner) -> None:
         if self._before_epoch:
             self._release()
 
-    def after_epoch(self, runner) -> None:
+    def after_epoch(self, runner: Runner) -> None:
         if self._after_epoch:
             self._release()
 
-    def after_iter(self, runner) -> None:
+    def after_iter(self, runner: Runner) -> None:
         if self._after_iter:
             self._release()

@@ -6,25 +6,35 @@ metrics equal a single-process run. With ``save_best`` the best weights are kept
 ``best_<metric>_epoch_<N>`` (``_iter_`` for iteration-based runs).
 
 Scores are softmax probabilities, as mmcls's heads return them, so ``thrs`` means the
-same as there. A hook with an ``evaluation_weights(runner)`` context manager (EMAHook)
-is entered around the evaluation and the best-checkpoint save: the metrics and the
-best weights are those of the weights it puts in the model.
+same as there. Every hook's ``evaluation_weights(runner)`` context (EMAHook's swaps the
+EMA in) is entered around the evaluation and the best-checkpoint save, so the metrics
+and the best weights are those of the weights in the model then; a hook's
+``evaluation_progress`` (ProgressBarHook's bar) sees every evaluated batch.
+
+``out_dir`` has mmcv's meaning (>= 1.3.16), as CheckpointHook's: best checkpoints go to
+``<out_dir>/<basename of work_dir>``, or to the work dir when it is None.
 """
 
 from __future__ import annotations
 
 import math
-from contextlib import ExitStack, nullcontext
-from typing import Any
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..config.checks import non_negative_int, one_of, optional, positive_int, problems_of
 from ..errors import ConfigError
 from ..evaluation.metrics import check_metrics, evaluate
 from ..evaluation.predict import predict
 from ..registry import HOOKS
 from .hook import Hook
 from .priority import Priority
+
+if TYPE_CHECKING:
+    from ..runner.runner import Runner
+
 
 # mmcv's defaults (plus recall and f1): a metric named like one of these is "greater is
 # better" / "less is better"; exact names first, then substrings, greater before less
@@ -43,6 +53,7 @@ GREATER_KEYS = (
     "f1",
 )
 LESS_KEYS = ("loss",)
+RULES = ("greater", "less")  # evaluation.rule; None: inferred from the metric name
 
 
 def infer_rule(key: str, greater_keys=GREATER_KEYS, less_keys=LESS_KEYS) -> str | None:
@@ -62,6 +73,9 @@ def infer_rule(key: str, greater_keys=GREATER_KEYS, less_keys=LESS_KEYS) -> str 
 
 @HOOKS.register_module()
 class EvalHook(Hook):
+    """``evaluation=dict(interval=1, metric='accuracy', save_best='auto')``: metrics on the
+    val set after train epochs (or iterations), the best checkpoint kept (module docstring)."""
+
     priority = Priority.LOW
 
     def __init__(
@@ -78,13 +92,11 @@ class EvalHook(Hook):
         greater_keys: list[str] | None = None,
         less_keys: list[str] | None = None,
     ):
-        problems = check_metrics(metric, metric_options, "evaluation")
-        if not isinstance(interval, int) or interval <= 0:
-            problems.append(f"evaluation.interval: expected a positive int, got {interval!r}")
-        if start is not None and (not isinstance(start, int) or start < 0):
-            problems.append(f"evaluation.start: expected None or an int >= 0, got {start!r}")
-        if rule not in (None, "greater", "less"):
-            problems.append(f"evaluation.rule: expected 'greater', 'less' or None, got {rule!r}")
+        problems = check_metrics(metric, metric_options, "evaluation") + problems_of(
+            (positive_int, interval, "evaluation.interval"),
+            (optional(non_negative_int), start, "evaluation.start"),
+            (optional(one_of(RULES)), rule, "evaluation.rule"),
+        )
         if problems:
             raise ConfigError(problems)
         self.dataloader = dataloader
@@ -99,46 +111,53 @@ class EvalHook(Hook):
         self.best_ckpt: str | None = None
         self.key_indicator: str | None = None
 
-    def _should_evaluate(self, runner) -> bool:
+    def _should_evaluate(self, runner: Runner) -> bool:
         current = runner.epoch if self.by_epoch else runner.iter
         if self.start is None:
             return (current + 1) % self.interval == 0
         return current + 1 >= self.start and (current + 1 - self.start) % self.interval == 0
 
-    def after_train_epoch(self, runner) -> None:
+    def after_train_epoch(self, runner: Runner) -> None:
         if self.by_epoch and self._should_evaluate(runner):
             self._evaluate_and_publish(runner)
 
-    def after_train_iter(self, runner) -> None:
+    def after_train_iter(self, runner: Runner) -> None:
         if not self.by_epoch and self._should_evaluate(runner):
             self._evaluate_and_publish(runner)
 
-    def predict(self, runner) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(self, runner: Runner) -> tuple[torch.Tensor, torch.Tensor]:
         """Scores and targets of the whole val set, gathered from every process."""
         return predict(runner.model, self.dataloader, runner.accelerator, on_batch=self._on_batch)
 
-    def _progress_bar(self, runner):
-        """The progress hook's transient evaluation bar: a context whose value is the
-        per-batch callback (a null context, value None, without a bar)."""
-        for hook in runner.hooks.hooks:
-            bar = getattr(hook, "evaluation_bar", None)
-            if callable(bar):
-                return bar(runner, len(self.dataloader))
-        return nullcontext(None)
+    def wrap_dataloaders(self, wrap: Callable[[Iterable], Iterable]) -> None:
+        self.dataloader = wrap(self.dataloader)
+
+    def _progress(self, runner: Runner, stack: ExitStack) -> Callable[[], None] | None:
+        """Enter every hook's ``evaluation_progress`` context in ``stack``; the callback
+        to call after each evaluated batch (None when no hook offers one)."""
+        total = len(self.dataloader)
+        found = [
+            stack.enter_context(h.evaluation_progress(runner, total)) for h in runner.hooks.hooks
+        ]
+        callbacks = [c for c in found if c is not None]
+        if not callbacks:
+            return None
+        if len(callbacks) == 1:
+            return callbacks[0]
+        return lambda: [c() for c in callbacks]
 
     @staticmethod
-    def _weights_context(runner) -> ExitStack:
+    def _weights_context(runner: Runner) -> ExitStack:
         """Enter every registered hook's ``evaluation_weights`` context (EMA weights)."""
         stack = ExitStack()
         for hook in runner.hooks.hooks:
-            enter = getattr(hook, "evaluation_weights", None)
-            if callable(enter):
-                stack.enter_context(enter(runner))
+            stack.enter_context(hook.evaluation_weights(runner))
         return stack
 
-    def _evaluate_and_publish(self, runner) -> None:
+    def _evaluate_and_publish(self, runner: Runner) -> None:
         with self._weights_context(runner):
-            with self._progress_bar(runner) as self._on_batch:
+            with ExitStack() as bars:
+                self._on_batch = self._progress(runner, bars)
                 try:
                     scores, targets = self.predict(runner)
                 finally:
@@ -148,7 +167,7 @@ class EvalHook(Hook):
             if self.save_best:
                 self._save_best(runner, results)
 
-    def _save_best(self, runner, results: dict[str, float]) -> None:
+    def _save_best(self, runner: Runner, results: dict[str, float]) -> None:
         key = next(iter(results)) if self.save_best in (True, "auto") else self.save_best
         if key not in results:
             raise ConfigError(
@@ -172,11 +191,12 @@ class EvalHook(Hook):
         n = runner.epoch + 1 if self.by_epoch else runner.iter + 1
         name = f"best_{key}_{unit}_{n}"
         previous = self.best_ckpt
-        self.best_ckpt = runner.save_checkpoint(
-            name, out_dir=self.out_dir, save_optimizer=False, update_latest=False
+        checkpointer = runner.checkpointer
+        self.best_ckpt = checkpointer.save(
+            name, weights_only=True, latest=False, directory=checkpointer.dir_for(self.out_dir)
         )
         if previous and previous != self.best_ckpt:
-            runner.remove_checkpoint(previous)
+            checkpointer.remove(previous)
         runner.logger.info(f"Now best checkpoint is saved as {name} ({key}: {score:.4f}).")
         runner.log_buffer.put({f"best_{key}": score}, mode="val")
 

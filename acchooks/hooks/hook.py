@@ -26,13 +26,28 @@ A hook that keeps state across iterations returns it from :meth:`state_dict` (pl
 data and tensors) and takes it back in :meth:`load_state_dict`; checkpoints store it
 under :attr:`state_key`, which must be unique among the registered hooks.
 
+What one hook offers another is a **protocol method** declared here with a default that
+does nothing, so the runner and other hooks call it on every hook without ``getattr``:
+
+* :meth:`evaluation_weights` (EMAHook): a context manager entered around an evaluation
+  and the best-checkpoint save; the weights it puts in the model are the ones evaluated.
+* :meth:`evaluation_progress` (ProgressBarHook): a context manager around an evaluation
+  whose value is a per-batch callback (a progress bar), or None.
+* :meth:`checkpoint_out_dir` (CheckpointHook): ``checkpoint_config.out_dir``, which the
+  runner's Checkpointer turns into the run's checkpoint directory.
+* :meth:`wrap_dataloaders` (EvalHook): replace the data loaders a hook iterates itself
+  (the dry run cuts them to two batches).
+
 A public method whose name starts with ``before_`` or ``after_`` but is not a stage
-(``after_train_iteration``) is an error when the class is defined: it would otherwise
-silently never be called.
+(``after_train_iteration``), or with a protocol prefix (``evaluation_``, ``checkpoint_``,
+``wrap_``) but is not a protocol method (``evaluation_weight``), is an error when the
+class is defined: it would otherwise silently never be called.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from ..errors import did_you_mean
@@ -40,6 +55,16 @@ from .stages import FALLBACKS, GENERIC, HOOK_METHODS, STAGES
 
 if TYPE_CHECKING:
     from ..runner.runner import Runner
+
+
+# what one hook offers another: declared below on Hook, each with a default
+PROTOCOL: tuple[str, ...] = (
+    "evaluation_weights",
+    "evaluation_progress",
+    "checkpoint_out_dir",
+    "wrap_dataloaders",
+)
+_PROTOCOL_PREFIXES = ("evaluation_", "checkpoint_", "wrap_")
 
 
 class Hook:
@@ -52,12 +77,15 @@ class Hook:
         for name, value in vars(cls).items():
             if not callable(value) or name.startswith("_"):
                 continue
-            if (
-                name.startswith("before_") or name.startswith("after_")
-            ) and name not in HOOK_METHODS:
+            if name.startswith(("before_", "after_")) and name not in HOOK_METHODS:
                 raise TypeError(
                     f"{cls.__qualname__}.{name} looks like a hook stage but is not one"
                     f"{did_you_mean(name, HOOK_METHODS)} Stages: {', '.join(STAGES + GENERIC)}"
+                )
+            if name.startswith(_PROTOCOL_PREFIXES) and name not in PROTOCOL:
+                raise TypeError(
+                    f"{cls.__qualname__}.{name} looks like a hook protocol method but is not "
+                    f"one{did_you_mean(name, PROTOCOL)} Protocol methods: {', '.join(PROTOCOL)}"
                 )
 
     # ---- generic stages (the tutorial's vocabulary) ----
@@ -116,6 +144,26 @@ class Hook:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
+
+    # ---- protocol: what one hook offers another (defaults do nothing) ----
+    def evaluation_weights(self, runner: Runner) -> AbstractContextManager[None]:
+        """A context entered around each evaluation and best-checkpoint save; a hook that
+        swaps weights into the model for evaluation (EMAHook) does it here."""
+        return nullcontext()
+
+    def evaluation_progress(
+        self, runner: Runner, total: int
+    ) -> AbstractContextManager[Callable[[], None] | None]:
+        """A context around an evaluation of ``total`` batches whose value is called once
+        per batch (a progress bar), or None."""
+        return nullcontext(None)
+
+    def checkpoint_out_dir(self) -> str | None:
+        """The ``out_dir`` this hook gives the run's checkpoints (CheckpointHook), or None."""
+        return None
+
+    def wrap_dataloaders(self, wrap: Callable[[Iterable], Iterable]) -> None:
+        """Replace each data loader this hook iterates itself by ``wrap(loader)``."""
 
     # ---- introspection ----
     @classmethod

@@ -9,13 +9,16 @@ interval is (samples in the interval) / (time of the interval), not a mean of ra
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..registry import HOOKS
 from .hook import Hook
 from .priority import Priority
+
+if TYPE_CHECKING:
+    from ..runner.runner import Runner
 
 
 def batch_size(batch: Any) -> int | None:
@@ -39,19 +42,22 @@ def batch_size(batch: Any) -> int | None:
 
 @HOOKS.register_module()
 class IterTimerHook(Hook):
+    """Records ``time``, ``data_time`` and ``samples/s`` in the log buffer for the loggers
+    (see the module docstring); registered by default."""
+
     priority = Priority.LOW
     num_processes = 1  # set from the accelerator when the run starts
 
-    def before_run(self, runner) -> None:
+    def before_run(self, runner: Runner) -> None:
         self.num_processes = runner.accelerator.num_processes
 
-    def before_epoch(self, runner) -> None:
+    def before_epoch(self, runner: Runner) -> None:
         self.t = time.perf_counter()
 
-    def before_iter(self, runner) -> None:
+    def before_iter(self, runner: Runner) -> None:
         runner.log_buffer.update({"data_time": time.perf_counter() - self.t})
 
-    def after_iter(self, runner) -> None:
+    def after_iter(self, runner: Runner) -> None:
         dt = time.perf_counter() - self.t
         buf = runner.log_buffer
         buf.update({"time": dt})

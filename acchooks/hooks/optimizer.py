@@ -4,9 +4,9 @@ Everything goes through the Accelerator: ``accelerator.backward`` scales the los
 fp16 and divides it for gradient accumulation; inside the runner's
 ``accelerator.accumulate(model)`` block DDP skips the all-reduce on micro-steps, and the
 prepared optimizer only really steps when ``accelerator.sync_gradients`` is True.
-``runner.step`` counts optimizer steps that really happened (not micro-steps, not fp16
-steps skipped for overflow, not steps skipped for non-finite values), which is what the
-schedules follow.
+It reports each optimizer step that really happened (not micro-steps, not fp16 steps
+skipped for overflow, not steps skipped for non-finite values) to the TrainState
+(``runner.state.count_step()``); ``runner.step`` is that count, which the schedules follow.
 
 Gradient accumulation is Accelerate's (``accelerator=dict(gradient_accumulation_steps=N)``)
 or mmcv's ``optimizer_config=dict(type='GradientCumulativeOptimizerHook',
@@ -25,14 +25,20 @@ wrapper, XLA) goes through the wrapper as before.
 
 from __future__ import annotations
 
-import inspect
+from typing import TYPE_CHECKING
 
 import torch
 
+from ..accelerate_internals import direct_inner_optimizer, set_micro_step
+from ..config.checks import positive_int
 from ..errors import ConfigError, did_you_mean
 from ..registry import HOOKS
 from .hook import Hook
 from .priority import Priority
+
+if TYPE_CHECKING:
+    from ..runner.runner import Runner
+
 
 NORM_KEYS = {"max_norm", "norm_type"}
 VALUE_KEYS = {"clip_value"}
@@ -62,30 +68,6 @@ def _check_grad_clip(grad_clip) -> None:
         )
 
 
-def _direct_inner(optimizer, acc):
-    """The inner optimizer when calling its ``step()``/``zero_grad(set_to_none=True)`` is
-    exactly what ``AcceleratedOptimizer.step``/``zero_grad`` would do at a sync step, else
-    None (see the module docstring)."""
-    from accelerate.optimizer import AcceleratedOptimizer
-    from accelerate.utils import DistributedType
-
-    if (
-        type(optimizer) is not AcceleratedOptimizer
-        or optimizer.scaler is not None
-        or acc.distributed_type == DistributedType.XLA
-    ):
-        return None
-    inner = optimizer.optimizer
-    if type(inner).__module__.split(".")[0] == "lomo_optim":  # its step is a no-op there
-        return None
-    try:
-        if "set_to_none" not in inspect.signature(inner.zero_grad).parameters:
-            return None
-    except (TypeError, ValueError):
-        return None
-    return inner
-
-
 @HOOKS.register_module()
 class OptimizerHook(Hook):
     """``optimizer_config=dict(grad_clip=dict(max_norm=35, norm_type=2))``; ``grad_clip=
@@ -110,15 +92,7 @@ class OptimizerHook(Hook):
     ):
         if grad_clip is not None:
             _check_grad_clip(grad_clip)
-        if (
-            not isinstance(cumulative_iters, int)
-            or isinstance(cumulative_iters, bool)
-            or cumulative_iters < 1
-        ):
-            raise ConfigError(
-                f"optimizer_config.cumulative_iters: expected a positive int, "
-                f"got {cumulative_iters!r}"
-            )
+        positive_int(cumulative_iters, "optimizer_config.cumulative_iters")
         if nonfinite not in NONFINITE:
             raise ConfigError(
                 f"optimizer_config.nonfinite: expected 'raise', 'skip' or None, got {nonfinite!r}"
@@ -139,7 +113,7 @@ class OptimizerHook(Hook):
     def load_state_dict(self, state: dict) -> None:
         self.skipped_steps = int(state.get("skipped_steps", 0))
 
-    def before_run(self, runner) -> None:
+    def before_run(self, runner: Runner) -> None:
         n = runner.accelerator.gradient_accumulation_steps
         self._n = n  # fixed when the Accelerator is made; read every iteration
         if self.cumulative_iters > 1 and n != self.cumulative_iters:
@@ -159,8 +133,8 @@ class OptimizerHook(Hook):
         if n > 1:
             # windows restart with every pass over the data; a resume inside a pass
             # continues the window count where the interrupted run was
-            done = runner.resume_inner_iter
-            runner.accelerator.step = done % n
+            done = runner.state.batches_done
+            set_micro_step(runner.accelerator, done % n)
             if done % n:
                 runner.logger.warning(
                     f"resumed after batch {done} of the epoch, inside a window of {n} "
@@ -171,16 +145,16 @@ class OptimizerHook(Hook):
             self._arm_last_window(runner, runner.iter)
 
     @staticmethod
-    def _arm_last_window(runner, next_iter: int) -> None:
+    def _arm_last_window(runner: Runner, next_iter: int) -> None:
         """An iteration-based run can end inside a window (``max_iters % n != 0`` and not at
         the end of a pass): make Accelerate sync (and the optimizer step) on the last
         iteration, as mmcv's ``is_last_iter`` does, instead of dropping its micro-batches.
         ``accelerator.step`` is Accelerate's micro-step counter: the next ``accumulate``
         increments it and syncs when it is a multiple of ``n``."""
         if next_iter == runner.max_iters - 1:
-            runner.accelerator.step = runner.accelerator.gradient_accumulation_steps - 1
+            set_micro_step(runner.accelerator, runner.accelerator.gradient_accumulation_steps - 1)
 
-    def _loss_factor(self, runner, n: int) -> int:
+    def _loss_factor(self, runner: Runner, n: int) -> int:
         """mmcv's GradientCumulativeOptimizerHook: the last, incomplete window (of an epoch,
         or of an iteration-based run) is averaged over its own size. Accelerate always
         divides by ``n``."""
@@ -190,7 +164,7 @@ class OptimizerHook(Hook):
         rest = length % n
         return rest if rest and runner.inner_iter >= length - rest else n
 
-    def after_train_iter(self, runner) -> None:
+    def after_train_iter(self, runner: Runner) -> None:
         acc = runner.accelerator
         loss = runner.outputs["loss"]
         if self.detect_anomalous_params:
@@ -228,13 +202,13 @@ class OptimizerHook(Hook):
             self.skipped_steps += 1
             runner.logger.debug(f"fp16 overflow: step {runner.step} skipped, loss scale lowered")
         else:
-            runner.step += 1
+            runner.state.count_step()
         if scaled or self.nonfinite == "skip":
             runner.log_buffer.update({"skipped_steps": float(self.skipped_steps)})
 
     def _step_and_zero_grad(self, optimizer, acc) -> None:
         if optimizer is not self._wrapper:  # first step, or a new optimizer
-            self._wrapper, self._inner = optimizer, _direct_inner(optimizer, acc)
+            self._wrapper, self._inner = optimizer, direct_inner_optimizer(optimizer, acc)
         inner = self._inner
         if inner is not None and acc.sync_gradients:
             inner.step()
@@ -243,7 +217,7 @@ class OptimizerHook(Hook):
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-    def _skip_nonfinite(self, runner, params: list[torch.Tensor]) -> bool:
+    def _skip_nonfinite(self, runner: Runner, params: list[torch.Tensor]) -> bool:
         """Decide jointly whether this step is non-finite anywhere; raise or skip."""
         acc = runner.accelerator
         bad = (

@@ -14,13 +14,17 @@ registered in HOOKS (``StepLrUpdaterHook``, ``CyclicMomentumUpdaterHook``, ...).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..registry import HOOKS
 from ..schedules import check_policy_args, policy_key, registry_for
 from .hook import Hook
 from .priority import Priority
+
+if TYPE_CHECKING:
+    from ..runner.runner import Runner
+
 
 WARMUPS = ("constant", "linear", "exp")
 _OWN = ("policy", "by_epoch", "warmup", "warmup_iters", "warmup_ratio", "warmup_by_epoch")
@@ -153,7 +157,7 @@ class _ParamSchedulerHook(Hook):
         raise NotImplementedError
 
     # ------------------------------------------------------------ stages
-    def before_run(self, runner) -> None:
+    def before_run(self, runner: Runner) -> None:
         groups = runner.optimizer.param_groups
         for g in groups:  # remember the configured values once, like mmcv's initial_lr
             g.setdefault(self._value_key, self._get(g))
@@ -203,7 +207,7 @@ class _ParamSchedulerHook(Hook):
             return regular
         return [self._warmup(r, step, warmup_iters) for r in regular]
 
-    def before_train_iter(self, runner) -> None:
+    def before_train_iter(self, runner: Runner) -> None:
         # the values depend on (step, epoch) only; skip the recomputation when neither the
         # point of the schedule that matters nor the optimizer's groups changed
         key = (
@@ -253,7 +257,7 @@ class MomentumUpdaterHook(_ParamSchedulerHook):
     _value_key = "initial_momentum"
     default_warmup_ratio = 0.9
 
-    def before_run(self, runner) -> None:
+    def before_run(self, runner: Runner) -> None:
         g0 = runner.optimizer.param_groups[0]
         if "momentum" not in g0 and "betas" not in g0:
             raise ConfigError(

@@ -13,25 +13,43 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..config.checks import int_at_least, non_negative_int, one_of, positive_int, problems_of
+from ..config.optionset import Option, OptionSet
 from ..errors import ConfigError, did_you_mean
 from ..registry import HOOKS
 from .hook import Hook
 from .priority import Priority
+
+if TYPE_CHECKING:
+    from ..runner.runner import Runner
+
 
 ACTIVITIES = {
     "cpu": torch.profiler.ProfilerActivity.CPU,
     "cuda": torch.profiler.ProfilerActivity.CUDA,
 }
 TRACE_TYPES = ("tb_trace", "log_trace")
-SCHEDULE_KEYS = ("wait", "warmup", "active", "repeat", "skip_first")
+SCHEDULE = OptionSet(  # torch.profiler.schedule's arguments
+    "ProfilerHook.schedule",
+    [
+        Option("wait", non_negative_int, required=True),
+        Option("warmup", non_negative_int, required=True),
+        Option("active", positive_int, required=True),
+        Option("repeat", non_negative_int, 0, "0: until the profiler stops"),
+        Option("skip_first", non_negative_int, 0),
+    ],
+)
 
 
 @HOOKS.register_module()
 class ProfilerHook(Hook):
+    """``custom_hooks=[dict(type='ProfilerHook', ...)]``: ``torch.profiler`` over chosen train
+    iterations, with mmcv's arguments (see the module docstring)."""
+
     priority = Priority.NORMAL
 
     def __init__(
@@ -47,31 +65,21 @@ class ProfilerHook(Hook):
         with_flops: bool = False,
         json_trace_path: str | None = None,
     ):
-        problems = []
-        if not isinstance(profile_iters, int) or profile_iters < 1:
-            problems.append(
-                f"ProfilerHook.profile_iters: expected an int >= 1, got {profile_iters!r}"
-            )
+        problems = problems_of((int_at_least(1), profile_iters, "ProfilerHook.profile_iters"))
         for a in activities:
             if a not in ACTIVITIES:
                 problems.append(
                     f"ProfilerHook.activities: unknown activity '{a}'"
                     f"{did_you_mean(a, ACTIVITIES)} (accepted: {', '.join(ACTIVITIES)})"
                 )
-        for k in schedule or {}:
-            if k not in SCHEDULE_KEYS:
-                problems.append(
-                    f"ProfilerHook.schedule: unexpected key '{k}'"
-                    f"{did_you_mean(k, SCHEDULE_KEYS)} (accepted: {', '.join(SCHEDULE_KEYS)})"
-                )
-        if isinstance(on_trace_ready, dict) and on_trace_ready.get("type") not in TRACE_TYPES:
-            problems.append(
-                f"ProfilerHook.on_trace_ready.type: expected one of "
-                f"{', '.join(map(repr, TRACE_TYPES))}, got {on_trace_ready.get('type')!r}"
+        if schedule is not None:
+            problems += SCHEDULE.problems(schedule)
+        if isinstance(on_trace_ready, dict):
+            trace_type = on_trace_ready.get("type")
+            problems += problems_of(
+                (one_of(TRACE_TYPES), trace_type, "ProfilerHook.on_trace_ready.type")
             )
-        elif not (
-            on_trace_ready is None or callable(on_trace_ready) or isinstance(on_trace_ready, dict)
-        ):
+        elif not (on_trace_ready is None or callable(on_trace_ready)):
             problems.append(
                 f"ProfilerHook.on_trace_ready: expected a callable, a dict or None, "
                 f"got {on_trace_ready!r}"
@@ -86,7 +94,7 @@ class ProfilerHook(Hook):
         self.json_trace_path = json_trace_path
         self.profiler: torch.profiler.profile | None = None
 
-    def _trace_handler(self, runner) -> Callable | None:
+    def _trace_handler(self, runner: Runner) -> Callable | None:
         if callable(self.on_trace_ready) or self.on_trace_ready is None:
             return self.on_trace_ready
         cfg: dict[str, Any] = dict(self.on_trace_ready)
@@ -96,7 +104,7 @@ class ProfilerHook(Hook):
         cfg["dir_name"] = os.path.join(runner.work_dir, cfg.get("dir_name", "tb_trace"))
         return torch.profiler.tensorboard_trace_handler(**cfg)
 
-    def before_run(self, runner) -> None:
+    def before_run(self, runner: Runner) -> None:
         if not runner.is_main_process:
             return
         limit = runner.max_epochs if self.by_epoch else runner.max_iters
@@ -123,7 +131,7 @@ class ProfilerHook(Hook):
             f"{'epochs' if self.by_epoch else 'iterations'}"
         )
 
-    def _stop(self, runner) -> None:
+    def _stop(self, runner: Runner) -> None:
         runner.logger.info("profiler may take a few minutes to write its trace...")
         self.profiler.__exit__(None, None, None)
         if self.json_trace_path is not None:
@@ -133,17 +141,17 @@ class ProfilerHook(Hook):
             runner.logger.info(f"profiler trace written to {path}")
         self.profiler = None
 
-    def after_train_iter(self, runner) -> None:
+    def after_train_iter(self, runner: Runner) -> None:
         if self.profiler is None:
             return
         self.profiler.step()
         if not self.by_epoch and runner.iter + 1 == self.profile_iters:
             self._stop(runner)
 
-    def after_train_epoch(self, runner) -> None:
+    def after_train_epoch(self, runner: Runner) -> None:
         if self.profiler is not None and self.by_epoch and runner.epoch + 1 == self.profile_iters:
             self._stop(runner)
 
-    def after_run(self, runner) -> None:
+    def after_run(self, runner: Runner) -> None:
         if self.profiler is not None:  # a run shorter than asked (resume): still write it
             self._stop(runner)

@@ -30,13 +30,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..registry import HOOKS
 from .hook import Hook
+from .options import PROGRESS_CONFIG
 from .priority import Priority
 
-MODES = ("auto", "bar", "lines")
+if TYPE_CHECKING:
+    from ..runner.runner import Runner
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -45,6 +47,9 @@ def _fmt_eta(seconds: float) -> str:
 
 @HOOKS.register_module()
 class ProgressBarHook(Hook):
+    """``progress_config=dict(mode='auto')``: a tqdm bar on a terminal, plain progress lines
+    elsewhere (none when a TextLoggerHook already prints them); main process only."""
+
     priority = Priority.VERY_LOW
 
     def __init__(
@@ -55,12 +60,8 @@ class ProgressBarHook(Hook):
         refresh_s: float = 0.2,
         leave: bool = True,
     ):
-        if mode not in MODES:
-            raise ValueError(
-                f"progress_config.mode: expected one of {', '.join(MODES)}, got {mode!r}"
-            )
-        if not isinstance(interval, int) or isinstance(interval, bool) or interval < 0:
-            raise ValueError(f"progress_config.interval: expected an int >= 0, got {interval!r}")
+        args = dict(mode=mode, interval=interval, every_s=every_s, refresh_s=refresh_s, leave=leave)
+        PROGRESS_CONFIG.check(args)  # ConfigError: progress_config.mode: expected one of ...
         self.mode, self.interval = mode, interval
         self.every_s, self.refresh_s, self.leave = float(every_s), float(refresh_s), leave
         self._bar: Any = None
@@ -85,14 +86,14 @@ class ProgressBarHook(Hook):
         return self.active
 
     # ---------------------------------------------------------------- helpers
-    def _eta(self, runner, now: float) -> str:
+    def _eta(self, runner: Runner, now: float) -> str:
         done = runner.iter + 1 - self._start_iter
         if done <= 0:
             return "?"
         return _fmt_eta((now - self._t0) / done * (runner.max_iters - runner.iter - 1))
 
     @staticmethod
-    def _loss(runner) -> str | None:
+    def _loss(runner: Runner) -> str | None:
         loss = (runner.outputs or {}).get("log_vars", {}).get("loss")
         if loss is None:
             return None
@@ -101,7 +102,7 @@ class ProgressBarHook(Hook):
         except (TypeError, ValueError, RuntimeError):
             return None
 
-    def _open_bar(self, runner, total: int | None, initial: int, desc: str, leave: bool):
+    def _open_bar(self, runner: Runner, total: int | None, initial: int, desc: str, leave: bool):
         from tqdm import tqdm
 
         from ..logging.logger import progress_bar_opened
@@ -129,7 +130,7 @@ class ProgressBarHook(Hook):
         progress_bar_closed()
 
     # ---------------------------------------------------------------- stages
-    def before_run(self, runner) -> None:
+    def before_run(self, runner: Runner) -> None:
         if not runner.is_main_process:
             self.active = "off"
         elif not hasattr(self, "active"):  # registered by hand, not by build_runner
@@ -140,9 +141,9 @@ class ProgressBarHook(Hook):
         self._start_iter = runner.iter
         self._post_t = 0.0
 
-    def before_train_epoch(self, runner) -> None:
+    def before_train_epoch(self, runner: Runner) -> None:
         self._epoch_t0 = time.perf_counter()
-        self._epoch_start = runner.resume_inner_iter if runner.by_epoch else runner.iter
+        self._epoch_start = runner.state.batches_done if runner.by_epoch else runner.iter
         if self.active != "bar":
             return
         if runner.by_epoch:
@@ -150,14 +151,14 @@ class ProgressBarHook(Hook):
             self._bar = self._open_bar(
                 runner,
                 runner.epoch_length,
-                runner.resume_inner_iter,
+                runner.state.batches_done,
                 f"Epoch {runner.epoch + 1}/{runner.max_epochs}",
                 self.leave,
             )
         elif self._bar is None:  # iteration-based: one bar for the whole run
             self._bar = self._open_bar(runner, runner.max_iters, runner.iter, "Iter", self.leave)
 
-    def after_train_iter(self, runner) -> None:
+    def after_train_iter(self, runner: Runner) -> None:
         now = time.perf_counter()
         if self.active == "bar":
             bar = self._bar
@@ -183,7 +184,7 @@ class ProgressBarHook(Hook):
                 self._line_t = now
                 runner.logger.info(self.format_line(runner, now))
 
-    def format_line(self, runner, now: float) -> str:
+    def format_line(self, runner: Runner, now: float) -> str:
         if runner.by_epoch:
             n, total = runner.inner_iter + 1, runner.epoch_length
             head = f"Epoch [{runner.epoch + 1}/{runner.max_epochs}][{n}/{total}]"
@@ -202,27 +203,29 @@ class ProgressBarHook(Hook):
             parts.append(f"loss {loss}")
         return " | ".join(parts)
 
-    def after_train_epoch(self, runner) -> None:
+    def after_train_epoch(self, runner: Runner) -> None:
         if runner.by_epoch:
             self._close(self._bar)
             self._bar = None
 
-    def before_val_epoch(self, runner) -> None:
+    def before_val_epoch(self, runner: Runner) -> None:
         if self.active != "bar":
             return
         total = len(runner.data_loader) if runner.by_epoch else None
         self._val_bar = self._open_bar(runner, total, 0, "Val", leave=False)
 
-    def after_val_iter(self, runner) -> None:
+    def after_val_iter(self, runner: Runner) -> None:
         if self._val_bar is not None:
             self._val_bar.update(1)
 
-    def after_val_epoch(self, runner) -> None:
+    def after_val_epoch(self, runner: Runner) -> None:
         self._close(self._val_bar)
         self._val_bar = None
 
     @contextmanager
-    def evaluation_bar(self, runner, total: int) -> Iterator[Callable[[], None] | None]:
+    def evaluation_progress(
+        self, runner: Runner, total: int
+    ) -> Iterator[Callable[[], None] | None]:
         """A transient ``Eval`` bar over EvalHook's ``total`` batches (bar mode only);
         yields the per-batch callback, or None."""
         if self.active != "bar":
@@ -234,7 +237,7 @@ class ProgressBarHook(Hook):
         finally:
             self._close(bar)
 
-    def after_run(self, runner) -> None:
+    def after_run(self, runner: Runner) -> None:
         self._close(self._bar)
         self._close(self._val_bar)
         self._bar = self._val_bar = None

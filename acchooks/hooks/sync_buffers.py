@@ -12,30 +12,35 @@ In a single process it does nothing.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import torch
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
-from ..errors import ConfigError
+from ..config.checks import one_of
 from ..registry import HOOKS
 from .hook import Hook
 from .priority import Priority
+
+if TYPE_CHECKING:
+    from ..runner.runner import Runner
+
 
 MODES = ("mean", "broadcast")
 
 
 @HOOKS.register_module()
 class SyncBuffersHook(Hook):
+    """``custom_hooks=[dict(type='SyncBuffersHook')]``: make every process's buffers
+    (BatchNorm statistics) equal after each epoch, by mean or broadcast from rank 0."""
+
     priority = Priority.NORMAL
 
     def __init__(self, distributed: bool = True, mode: str = "mean"):
-        if mode not in MODES:
-            raise ConfigError(
-                f"SyncBuffersHook.mode: expected one of {', '.join(map(repr, MODES))}, got {mode!r}"
-            )
+        one_of(MODES)(mode, "SyncBuffersHook.mode")
         self.distributed, self.mode = distributed, mode
 
-    def after_epoch(self, runner) -> None:
+    def after_epoch(self, runner: Runner) -> None:
         if self.distributed and runner.accelerator.num_processes > 1:
             sync_buffers(runner.unwrapped_model, self.mode)
 

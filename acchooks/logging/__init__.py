@@ -1,3 +1,5 @@
+"""The run's logger (console + ``<timestamp>.log``) and the log buffer hooks write to."""
+
 from .log_buffer import LogBuffer
 from .logger import get_logger
 

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config.checks import expected, optional, positive_float, problems_of
 from ..errors import ConfigError, closest, did_you_mean
 from ..registry import accepted_arguments
 from .param_groups import (
@@ -35,6 +36,7 @@ from .param_groups import (
 _UNSUPPORTED = {"constructor": "custom optimizer constructors are not supported yet"}
 # Keys that shape the param groups, not the optimizer class
 _GROUP_KEYS = ("paramwise_cfg", "layer_decay")
+_LAYER_DECAY = optional(positive_float.named("a positive float such as 0.75"))
 
 
 def torch_optimizers() -> dict[str, type[torch.optim.Optimizer]]:
@@ -95,43 +97,24 @@ def _timm_arguments(base: str) -> tuple[set[str], bool]:
 def check_optimizer_config(cfg: Any, path: str = "optimizer") -> list[str]:
     """Problems in an ``optimizer`` config, found without building anything."""
     if not isinstance(cfg, Mapping):
-        return [f"{path}: expected a dict such as dict(type='SGD', lr=0.1), got {cfg!r}"]
+        return [expected(path, "a dict such as dict(type='SGD', lr=0.1)", cfg)]
     if "type" not in cfg:
         return [
             f"{path}.type: missing; name a torch.optim class ('SGD', 'AdamW', ...) "
             f"or a timm optimizer ('lamb', 'lars', ...)"
         ]
     name, kwargs = cfg["type"], {k: v for k, v in cfg.items() if k != "type"}
-    problems = [
-        f"{path}.{key}: {msg} (remove it)" for key, msg in _UNSUPPORTED.items() if key in kwargs
-    ]
-    for key in _UNSUPPORTED:
-        kwargs.pop(key, None)
-    if "paramwise_cfg" in kwargs:
-        problems += check_paramwise_cfg(
-            kwargs.pop("paramwise_cfg"), kwargs.get("weight_decay"), f"{path}.paramwise_cfg"
-        )
-        if "layer_decay" in kwargs:
-            problems.append(f"{path}: give paramwise_cfg or layer_decay, not both")
-    ld = kwargs.get("layer_decay")
-    if ld is not None and (not isinstance(ld, (int, float)) or isinstance(ld, bool) or ld <= 0):
-        problems.append(f"{path}.layer_decay: expected a positive float such as 0.75, got {ld!r}")
+    problems = _check_group_keys(kwargs, path)
     torch_classes = torch_optimizers()
     if isinstance(name, str) and name in torch_classes:
         kwargs.pop("layer_decay", None)  # ours for torch classes, timm's own for timm names
         label, cls = name, torch_classes[name]
         allowed, var_kw = accepted_arguments(cls)
         allowed.discard("params")
-        params = inspect.signature(cls.__init__).parameters.values()
-        required = [
-            p.name
-            for p in params
-            if p.default is p.empty
-            and p.name not in ("self", "params")
-            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        ]
         problems += [
-            f"{path}: missing argument '{r}' for {name}" for r in required if r not in kwargs
+            f"{path}: missing argument '{r}' for {name}"
+            for r in _required_arguments(cls)
+            if r not in kwargs
         ]
     elif isinstance(name, str) and _timm_base_name(name):
         label = f"timm optimizer '{name}'"
@@ -145,6 +128,35 @@ def check_optimizer_config(cfg: Any, path: str = "optimizer") -> list[str]:
             if k not in allowed
         ]
     return problems
+
+
+def _check_group_keys(kwargs: dict[str, Any], path: str) -> list[str]:
+    """Unsupported keys and ``paramwise_cfg`` (both popped from ``kwargs``), and
+    ``layer_decay``: the keys that shape the param groups, not the optimizer class."""
+    problems = [
+        f"{path}.{key}: {msg} (remove it)" for key, msg in _UNSUPPORTED.items() if key in kwargs
+    ]
+    for key in _UNSUPPORTED:
+        kwargs.pop(key, None)
+    if "paramwise_cfg" in kwargs:
+        problems += check_paramwise_cfg(
+            kwargs.pop("paramwise_cfg"), kwargs.get("weight_decay"), f"{path}.paramwise_cfg"
+        )
+        if "layer_decay" in kwargs:
+            problems.append(f"{path}: give paramwise_cfg or layer_decay, not both")
+    return problems + problems_of((_LAYER_DECAY, kwargs.get("layer_decay"), f"{path}.layer_decay"))
+
+
+def _required_arguments(cls: type[torch.optim.Optimizer]) -> list[str]:
+    """The arguments of an optimizer class without a default, besides ``params``."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return [
+        p.name
+        for p in params
+        if p.default is p.empty
+        and p.name not in ("self", "params")
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
 
 
 def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:

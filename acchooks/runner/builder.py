@@ -13,11 +13,13 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from ..hooks.options import HOOK_TIMING, PROGRESS_CONFIG
 from ..hooks.priority import get_priority
 from ..registry import DATASETS, HOOKS, RUNNERS
+from .options import ACCELERATOR, LOG_CONFIG, loader_options
 
 # the default hooks, built from config keys, in mmcv's order of registration
-_LOGGER_DEFAULT_INTERVAL = 10
+_LOGGER_DEFAULT_INTERVAL = LOG_CONFIG["interval"].default
 
 
 def build_accelerator(cfg):
@@ -27,8 +29,10 @@ def build_accelerator(cfg):
     from accelerate import DataLoaderConfiguration
     from accelerate.utils import DistributedDataParallelKwargs, GradScalerKwargs
 
-    acc_cfg = dict(cfg.get("accelerator", {}))
-    mixed = acc_cfg.get("mixed_precision", "no")
+    # mmcv's optimizer_config.cumulative_iters is Accelerate's accumulation
+    cumulative = (cfg.get("optimizer_config") or {}).get("cumulative_iters", 1)
+    acc = ACCELERATOR.resolve(cfg.get("accelerator"), gradient_accumulation_steps=cumulative)
+    mixed = acc["mixed_precision"]
     handlers = []
     fp16 = cfg.get("fp16")
     if fp16 is not None:  # MMClassification's `fp16 = dict(loss_scale=512.)`
@@ -39,20 +43,13 @@ def build_accelerator(cfg):
     launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     if launched != "no":
         mixed = launched
-    # mmcv's optimizer_config.cumulative_iters is Accelerate's accumulation
-    cumulative = (cfg.get("optimizer_config") or {}).get("cumulative_iters", 1)
     gas = int(
-        os.environ.get(
-            "ACCELERATE_GRADIENT_ACCUMULATION_STEPS",
-            acc_cfg.get("gradient_accumulation_steps", cumulative),
-        )
+        os.environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", acc["gradient_accumulation_steps"])
     )
     handlers.append(
-        DistributedDataParallelKwargs(
-            find_unused_parameters=acc_cfg.get("find_unused_parameters", False)
-        )
+        DistributedDataParallelKwargs(find_unused_parameters=acc["find_unused_parameters"])
     )
-    cpu = acc_cfg.get("cpu", False)
+    cpu = acc["cpu"]
     if not cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not _has_accelerator():
         # `accelerate launch --multi_gpu` on a machine without GPUs: DDP over gloo on CPU
         # (Accelerate only picks MULTI_CPU when told cpu=True)
@@ -65,8 +62,8 @@ def build_accelerator(cfg):
         cpu=cpu,
         kwargs_handlers=handlers,
         dataloader_config=DataLoaderConfiguration(
-            split_batches=acc_cfg.get("split_batches", False),
-            even_batches=acc_cfg.get("even_batches", True),
+            split_batches=acc["split_batches"],
+            even_batches=acc["even_batches"],
             use_seedable_sampler=True,
             data_seed=cfg.get("seed"),
         ),
@@ -100,18 +97,17 @@ def build_dataloader(data_cfg, split: str, seed: int, train: bool) -> DataLoader
     dataset = DATASETS.build(data_cfg[split])
     if train:  # augmentation: a function of (seed, epoch, index); see SeededDataset
         dataset = SeededDataset(dataset, seed)
-    opts = dict(data_cfg.get(f"{split}_dataloader", {}))
-    workers = opts.get("workers_per_gpu", data_cfg.get("workers_per_gpu", 2))
+    opts = loader_options(data_cfg, split, train)
     generator = torch.Generator()
     generator.manual_seed(seed)
     return DataLoader(
         dataset,
-        batch_size=opts.get("samples_per_gpu", data_cfg.get("samples_per_gpu", 32)),
-        shuffle=opts.get("shuffle", train),
-        num_workers=workers,
-        drop_last=opts.get("drop_last", False),
-        pin_memory=opts.get("pin_memory", False),
-        persistent_workers=opts.get("persistent_workers", workers > 0),
+        batch_size=opts["samples_per_gpu"],
+        shuffle=opts["shuffle"],
+        num_workers=opts["workers_per_gpu"],
+        drop_last=opts["drop_last"],
+        pin_memory=opts["pin_memory"],
+        persistent_workers=opts["persistent_workers"],
         generator=generator,
     )
 
@@ -178,38 +174,39 @@ def progress_hook(cfg, text_logger: bool):
     if pc is None:
         return None
     pc = dict(pc)
-    if not pc.pop("enable", True):
+    if not pc.pop("enable", PROGRESS_CONFIG["enable"].default):
         return None
-    pc.setdefault("type", "ProgressBarHook")
+    pc.setdefault("type", PROGRESS_CONFIG["type"].default)
     hook = HOOKS.build(pc)
     return None if hook.setup(text_logger) == "off" else hook
 
 
 def configure_hook_timing(runner, cfg) -> None:
     """``hook_timing=dict(enable=True, sample_every='auto', log_every=0)``."""
-    ht = dict(cfg.get("hook_timing") or {})
-    runner.hooks.configure_timing(
-        enable=ht.get("enable", True), sample_every=ht.get("sample_every", "auto")
-    )
-    runner.hook_timing_log_every = ht.get("log_every", 0)
+    ht = HOOK_TIMING.resolve(cfg.get("hook_timing"))
+    runner.hooks.configure_timing(enable=ht["enable"], sample_every=ht["sample_every"])
+    runner.hook_timing_log_every = ht["log_every"]
 
 
-def build_runner(cfg, logger, timestamp: str | None = None):
-    """Everything heavy happens here, after the config has been checked."""
-    from accelerate.utils import set_seed
+def _seed(cfg, accelerator, logger) -> int:
+    """The config's seed, or mmcv's init_random_seed: one random seed, the same on every
+    process; set everywhere."""
+    from accelerate.utils import broadcast, set_seed
 
-    from ..models import build_model
-    from ..optim import build_optimizer
-
-    accelerator = build_accelerator(cfg)
     seed = cfg.get("seed")
-    if seed is None:  # mmcv's init_random_seed: one random seed, the same on every process
-        from accelerate.utils import broadcast
-
+    if seed is None:
         drawn = torch.randint(0, 2**31 - 1, (1,), dtype=torch.int64, device=accelerator.device)
         seed = int(broadcast(drawn, from_process=0).item())
         logger.info(f"no seed in the config: using seed {seed} (set `seed` to reproduce a run)")
     set_seed(seed, deterministic=cfg.get("deterministic", False))
+    return seed
+
+
+def _prepared(cfg, accelerator, seed: int) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """Model, criterion, optimizer and data loaders, prepared by Accelerate."""
+    from ..models import build_model
+    from ..optim import build_optimizer
+
     model, criterion = build_model(cfg.model)
     optimizer = build_optimizer(model, cfg.optimizer)
     loaders = {"train": build_dataloader(cfg.data, "train", seed, train=True)}
@@ -217,16 +214,39 @@ def build_runner(cfg, logger, timestamp: str | None = None):
         loaders["val"] = build_dataloader(cfg.data, "val", seed, train=False)
     names = list(loaders)
     prepared = accelerator.prepare(model, optimizer, *loaders.values())
-    model, optimizer = prepared[0], prepared[1]
-    loaders = dict(zip(names, prepared[2:], strict=True))
     if criterion is not None:
         criterion = criterion.to(accelerator.device)
+    return prepared[0], criterion, prepared[1], dict(zip(names, prepared[2:], strict=True))
 
+
+def _log_setup(runner, spg: int) -> None:
+    acc, logger, meta = runner.accelerator, runner.logger, runner.meta
+    logger.info("Environment: " + ", ".join(f"{k}={v}" for k, v in meta["env_info"].items()))
+    if acc.mixed_precision == "fp16" and acc.device.type == "cpu":
+        logger.warning(
+            "mixed_precision='fp16' on a CPU: Accelerate applies neither autocast "
+            "nor loss scaling there, so this run trains in fp32 (bf16 does autocast "
+            "on CPUs)"
+        )
+    n = runner.epoch_length
+    logger.info(
+        f"global batch {meta['global_batch']} = {spg} per process x "
+        f"{acc.num_processes} processes x {acc.gradient_accumulation_steps} "
+        f"accumulation; {n} iterations per epoch, "
+        f"{math.ceil(n / acc.gradient_accumulation_steps)} optimizer steps per epoch"
+    )
+
+
+def build_runner(cfg, logger, timestamp: str | None = None):
+    """Everything heavy happens here, after the config has been checked: the Accelerator,
+    the seed, model, optimizer and data, the runner with its default hooks; then the
+    resume (``resume_from``, a path or ``'auto'``) or ``load_from``."""
+    accelerator = build_accelerator(cfg)
+    seed = _seed(cfg, accelerator, logger)
+    model, criterion, optimizer, loaders = _prepared(cfg, accelerator, seed)
     runner_cfg = dict(cfg.runner)
     runner_type = RUNNERS.get(runner_cfg.pop("type"))
-    spg = cfg.data.get("train_dataloader", {}).get(
-        "samples_per_gpu", cfg.data.get("samples_per_gpu", 32)
-    )
+    spg = loader_options(cfg.data, "train", train=True)["samples_per_gpu"]
     meta = {
         "env_info": _env_info(accelerator),
         "seed": seed,
@@ -249,40 +269,8 @@ def build_runner(cfg, logger, timestamp: str | None = None):
     )
     configure_hook_timing(runner, cfg)
     register_default_hooks(runner, cfg, loaders.get("val"))
-    logger.info("Environment: " + ", ".join(f"{k}={v}" for k, v in meta["env_info"].items()))
-    if accelerator.mixed_precision == "fp16" and accelerator.device.type == "cpu":
-        logger.warning(
-            "mixed_precision='fp16' on a CPU: Accelerate applies neither autocast "
-            "nor loss scaling there, so this run trains in fp32 (bf16 does autocast "
-            "on CPUs)"
-        )
-    logger.info(
-        f"global batch {meta['global_batch']} = {spg} per process x "
-        f"{accelerator.num_processes} processes x {accelerator.gradient_accumulation_steps} "
-        f"accumulation; {len(loaders['train'])} iterations per epoch, "
-        f"{math.ceil(len(loaders['train']) / accelerator.gradient_accumulation_steps)} "
-        f"optimizer steps per epoch"
-    )
-    resume = cfg.get("resume_from")
-    if resume == "auto":
-        from ..checkpoint import find_latest
-        from ..hooks.checkpoint import CheckpointHook
-
-        dirs = [h.save_dir(runner) for h in runner.hooks.hooks if isinstance(h, CheckpointHook)]
-        resume = None
-        for d in dirs or [runner.work_dir]:
-            resume, rejected = find_latest(d)
-            for reason in rejected:
-                logger.warning(f"resume auto: {reason}")
-            if resume is not None:
-                break
-        if resume is None:
-            logger.info(
-                f"resume auto: no complete checkpoint in {dirs or [runner.work_dir]}; "
-                f"starting fresh"
-            )
-    if resume:
-        runner.resume(str(resume))
-    elif cfg.get("load_from"):
+    _log_setup(runner, spg)
+    resumed = runner.checkpointer.resume(cfg.resume_from) if cfg.get("resume_from") else None
+    if resumed is None and cfg.get("load_from"):
         runner.load_weights(cfg.load_from)
     return runner

@@ -38,6 +38,11 @@ class Preempted(Exception):
 
 
 class PreemptionHandler:
+    """Turns SIGTERM/SIGUSR1 into a flag, and :meth:`requested` into one agreed answer across
+
+
+    processes at an iteration boundary (see the module docstring)."""
+
     def __init__(self, signals: tuple[str, ...] = SIGNALS):
         self.signals = [getattr(signal, s) for s in signals if hasattr(signal, s)]
         self.received: int = 0
@@ -91,3 +96,24 @@ class PreemptionHandler:
             flag,
         )
         return agreed
+
+
+def stop_for_preemption(runner, signum: int) -> None:
+    """Save ``iter_<N>`` through the runner's Checkpointer, write :data:`MARKER` (main
+    process) and raise :class:`Preempted`. Called between two train iterations."""
+    import json
+    import os.path as osp
+
+    name = signal.Signals(signum).name
+    state = runner.state
+    runner.logger.warning(
+        f"{name} received: saving a checkpoint at iteration {state.iters_done} "
+        f"(epoch {state.epoch + 1}, batch {state.batches_done}) and stopping"
+    )
+    path = runner.checkpointer.save(f"iter_{state.iters_done}")
+    if runner.is_main_process:
+        record = {"signal": name, "checkpoint": path, "epoch": state.epoch}
+        record.update(iter=state.iters_done, step=state.steps)
+        with open(osp.join(runner.work_dir, MARKER), "w") as f:
+            json.dump(record, f)
+    raise Preempted(name, path)

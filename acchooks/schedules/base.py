@@ -10,11 +10,12 @@ Phases that mmcv computes in ``before_run`` (Cyclic, OneCycle) are recomputed fr
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config.checks import Check as ValueCheck
+from ..config.checks import is_number, number_in, one_of, positive_int, sequence_of
 from ..registry import LR_POLICIES, Registry
 
 MOMENTUM_POLICIES = Registry("momentum policy")
@@ -63,19 +64,15 @@ ANNEAL = {"cos": annealing_cos, "linear": annealing_linear}
 
 
 # ---------------------------------------------------------------- argument checks
-def is_number(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+# Each returns its problems as messages without the config path, which the hook prefixes
+# (``lr_config (Step): step: expected ...``).
+def arg_check(key: str, check: ValueCheck, default: Any = None) -> Check:
+    """The policy-argument check of ``args[key]`` (``default`` when absent)."""
+    return lambda args: [m for m in [check.problem(args.get(key, default), key)] if m]
 
 
-def check_step(args: dict) -> list[str]:
-    step = args.get("step")
-    if isinstance(step, int) and not isinstance(step, bool):
-        return [] if step > 0 else [f"step: must be a positive int, got {step}"]
-    if isinstance(step, (list, tuple)):
-        if all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in step):
-            return []
-        return [f"step: every milestone must be a positive int, got {list(step)}"]
-    return [f"step: must be an int or a list of ints, got {step!r}"]
+MILESTONES = positive_int | sequence_of(positive_int, "a list of positive ints")
+check_step = arg_check("step", MILESTONES)
 
 
 def check_one_of(a: str, b: str) -> Check:
@@ -89,38 +86,31 @@ def check_one_of(a: str, b: str) -> Check:
 
 
 def check_unit(key: str, default: float, low_open: bool = False, high_open: bool = False) -> Check:
-    lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-
-    def check(args: dict) -> list[str]:
-        v = args.get(key, default)
-        ok = is_number(v) and (v > 0 if low_open else v >= 0) and (v < 1 if high_open else v <= 1)
-        return [] if ok else [f"{key}: expected a float in {lo}0, 1{hi}, got {v!r}"]
-
-    return check
+    return arg_check(key, number_in(0, 1, low_open, high_open), default)
 
 
-def check_anneal(args: dict) -> list[str]:
-    s = args.get("anneal_strategy", "cos")
-    return [] if s in ANNEAL else [f"anneal_strategy: must be 'cos' or 'linear', got {s!r}"]
+check_anneal = arg_check("anneal_strategy", one_of(ANNEAL), "cos")
 
-
-def check_target_ratio(args: dict) -> list[str]:
-    tr = args.get("target_ratio")
-    if tr is None or is_number(tr):
-        return []
-    if isinstance(tr, (list, tuple)) and len(tr) in (1, 2) and all(is_number(t) for t in tr):
-        return []
-    return [f"target_ratio: expected a float or a tuple of one or two floats, got {tr!r}"]
+_NUMBERS = ValueCheck(
+    "a list of numbers", lambda v: isinstance(v, (list, tuple)) and all(map(is_number, v))
+)
+TARGET_RATIO = ValueCheck(
+    "a float or a tuple of one or two floats",
+    lambda v: (
+        v is None
+        or is_number(v)
+        or (isinstance(v, (list, tuple)) and len(v) in (1, 2) and all(map(is_number, v)))
+    ),
+)
+check_target_ratio = arg_check("target_ratio", TARGET_RATIO)
 
 
 def check_per_group(key: str, kinds: str = "a float") -> Check:
-    def check(args: dict) -> list[str]:
-        v = args.get(key)
-        if v is None or is_number(v) or (isinstance(v, (list, tuple)) and all(map(is_number, v))):
-            return []
-        return [f"{key}: expected {kinds} or a list with one value per param group, got {v!r}"]
-
-    return check
+    per_group = ValueCheck(
+        f"{kinds} or a list with one value per param group",
+        lambda v: v is None or is_number(v) or _NUMBERS.ok(v),
+    )
+    return arg_check(key, per_group)
 
 
 def all_of(*checks: Check) -> Check:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..config.checks import number_in, optional, positive_int, sequence_of
 from .base import (
     ANNEAL,
     LR_POLICIES,
@@ -16,13 +17,13 @@ from .base import (
     all_of,
     annealing_cos,
     annealing_linear,
+    arg_check,
     check_anneal,
     check_one_of,
     check_per_group,
     check_step,
     check_target_ratio,
     check_unit,
-    is_number,
     policy,
     split_target_ratio,
 )
@@ -79,18 +80,13 @@ def _cyclic_run_check(args: dict, max_progress: int) -> list[str]:
     )
 
 
-def _check_cyclic(args: dict) -> list[str]:
-    n = args.get("cyclic_times", 1)
-    bad = (
-        []
-        if isinstance(n, int) and not isinstance(n, bool) and n > 0
-        else [f"cyclic_times: must be a positive int, got {n!r}"]
-    )
-    g = args.get("gamma", 1)
-    bad += [] if is_number(g) and 0 < g <= 1 else [f"gamma: must be in (0, 1], got {g!r}"]
-    return bad + all_of(
-        check_target_ratio, check_unit("step_ratio_up", 0.4, high_open=True), check_anneal
-    )(args)
+_check_cyclic = all_of(
+    arg_check("cyclic_times", positive_int, 1),
+    arg_check("gamma", number_in(0, 1, low_open=True), 1),
+    check_target_ratio,
+    check_unit("step_ratio_up", 0.4, high_open=True),
+    check_anneal,
+)
 
 
 CYCLIC = PolicySpec(
@@ -194,14 +190,13 @@ def flat_cosine_annealing(
     )
 
 
+PERIODS = sequence_of(positive_int, "a list of positive ints", min_length=1)
+
+
 def _check_restart(args: dict) -> list[str]:
     periods, weights = args.get("periods"), args.get("restart_weights", [1])
-    if not (
-        isinstance(periods, (list, tuple))
-        and periods
-        and all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in periods)
-    ):
-        return [f"periods: expected a list of positive ints, got {periods!r}"]
+    if not PERIODS.ok(periods):
+        return [PERIODS.problem(periods, "periods")]
     if not isinstance(weights, (list, tuple)) or len(weights) != len(periods):
         return [
             f"restart_weights: periods and restart_weights should have the same length "
@@ -289,13 +284,7 @@ def _one_cycle_run_check(args: dict, max_progress: int) -> list[str]:
     )
 
 
-def _check_total_steps(args: dict) -> list[str]:
-    t = args.get("total_steps")
-    return (
-        []
-        if t is None or (isinstance(t, int) and not isinstance(t, bool) and t > 0)
-        else [f"total_steps: expected a positive int, got {t!r}"]
-    )
+_check_total_steps = arg_check("total_steps", optional(positive_int))
 
 
 @policy(

@@ -25,6 +25,8 @@ _EPOCH_LENGTH = re.compile(r"\b(\d+) iterations per epoch")
 
 @dataclass
 class JsonLog:
+    """A ``<timestamp>.log.json`` file read back: its train and val records, by mode."""
+
     path: str
     meta: dict[str, Any] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)

@@ -8,10 +8,15 @@ output after each stage, so several loggers see the same record.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ...config.checks import positive_int
 from ..hook import Hook
 from ..priority import Priority
+
+if TYPE_CHECKING:
+    from ...runner.runner import Runner
+
 
 # not scalars to plot: the record's coordinates and timings
 _SKIP = ("mode", "epoch", "iter", "step", "lr", "momentum", "time", "data_time")
@@ -34,13 +39,18 @@ def scalar_tags(record: dict[str, Any]) -> dict[str, float]:
 
 
 def global_step(runner) -> int:
-    """The x axis: the global train iteration a record belongs to. During
-    ``after_train_iter`` (train records; an IterBasedRunner's evaluation) ``runner.iter``
-    has not counted the iteration yet; after a train epoch or in a val phase it has."""
-    return runner.iter + 1 if runner.stage == "after_train_iter" else runner.iter
+    """The x axis: the global train iteration a record belongs to, the train iterations
+    done (during ``after_train_iter`` that counts the current one, which ``runner.iter``
+    does not yet)."""
+    return runner.state.iters_done
 
 
 class LoggerHook(Hook):
+    """Base of the logger hooks: every ``interval`` iterations (and after each val phase or
+
+
+    evaluation) it turns the log buffer into one record and calls :meth:`log`."""
+
     priority = Priority.VERY_LOW
 
     def __init__(
@@ -50,21 +60,20 @@ class LoggerHook(Hook):
         reset_flag: bool = False,
         by_epoch: bool = True,
     ):
-        if not isinstance(interval, int) or interval <= 0:
-            raise ValueError(f"log_config.interval: expected a positive int, got {interval!r}")
+        positive_int(interval, "log_config.interval")
         self.interval = interval
         self.ignore_last = ignore_last
         self.reset_flag = reset_flag  # kept for mmcv configs; the runner clears the output
         self.by_epoch = by_epoch
 
-    def log(self, runner, record: dict[str, Any]) -> None:
+    def log(self, runner: Runner, record: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def _emit(self, runner) -> None:
+    def _emit(self, runner: Runner) -> None:
         for rec in runner.log_buffer.records:
             self.log(runner, self.record(runner, rec))
 
-    def after_train_iter(self, runner) -> None:
+    def after_train_iter(self, runner: Runner) -> None:
         due = (
             self.every_n_inner_iters(runner, self.interval)
             if self.by_epoch and runner.by_epoch
@@ -75,18 +84,18 @@ class LoggerHook(Hook):
             runner.log_buffer.average(self.interval, mode="train")
         self._emit(runner)
 
-    def after_train_epoch(self, runner) -> None:
+    def after_train_epoch(self, runner: Runner) -> None:
         self._emit(runner)  # metrics published by EvalHook (LOW) before us (VERY_LOW)
 
-    def after_val_epoch(self, runner) -> None:
+    def after_val_epoch(self, runner: Runner) -> None:
         runner.log_buffer.average(0, mode="val", iters=runner.inner_iter + 1)
         self._emit(runner)
 
-    def after_run(self, runner) -> None:
+    def after_run(self, runner: Runner) -> None:
         self._emit(runner)
 
     @staticmethod
-    def record(runner, published: dict[str, Any]) -> dict[str, Any]:
+    def record(runner: Runner, published: dict[str, Any]) -> dict[str, Any]:
         """One log record: mode, epoch, iter, step, lr, momentum, then every value."""
         mode = published["mode"]
         # mmcv: during (or right after) a train epoch the epoch is 1-based runner.epoch + 1;
@@ -100,7 +109,7 @@ class LoggerHook(Hook):
         elif runner.by_epoch:  # number of val batches
             rec["iter"] = published["iters"]
         else:  # the train iteration the evaluation belongs to
-            rec["iter"] = runner.iter + 1 if runner.stage == "after_train_iter" else runner.iter
+            rec["iter"] = runner.state.iters_done
         rec["step"] = runner.step
         lrs = runner.current_lr()
         if lrs:

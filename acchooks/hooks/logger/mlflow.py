@@ -23,11 +23,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...registry import HOOKS
 from .base import global_step, scalar_tags
 from .wandb import _ExternalLoggerHook
+
+if TYPE_CHECKING:
+    from ...runner.runner import Runner
 
 _PARAM_KEY = re.compile(r"^[\w./ -]{1,250}$")  # what MLflow accepts as a param name
 _MAX_PARAM_VALUE = 6000  # MLflow's MAX_PARAM_VAL_LENGTH
@@ -76,7 +79,7 @@ class MlflowLoggerHook(_ExternalLoggerHook):
         self.mlflow = None
         self._own_run = False
 
-    def before_run(self, runner) -> None:
+    def before_run(self, runner: Runner) -> None:
         if not runner.is_main_process:
             return
         import mlflow
@@ -115,7 +118,7 @@ class MlflowLoggerHook(_ExternalLoggerHook):
                 )
         mlflow.start_run()
 
-    def _log_params(self, runner) -> None:
+    def _log_params(self, runner: Runner) -> None:
         params = flatten(runner.cfg.to_dict()) if runner.cfg is not None else {}
         params.update(self.params)
         kept, dropped = {}, []
@@ -140,14 +143,14 @@ class MlflowLoggerHook(_ExternalLoggerHook):
         if runner.cfg is not None:
             self.mlflow.log_text(runner.cfg.pretty_text, "config.py")
 
-    def log(self, runner, record: dict[str, Any]) -> None:
+    def log(self, runner: Runner, record: dict[str, Any]) -> None:
         if self.mlflow is None:
             return
         tags = scalar_tags(record)
         if tags:
             self.mlflow.log_metrics(tags, step=global_step(runner))
 
-    def after_run(self, runner) -> None:
+    def after_run(self, runner: Runner) -> None:
         super().after_run(runner)
         if self.mlflow is None:
             return
@@ -157,14 +160,11 @@ class MlflowLoggerHook(_ExternalLoggerHook):
             self.mlflow.end_run(status="KILLED" if runner.preempted else "FINISHED")
         self.mlflow = None
 
-    def _log_weights(self, runner) -> None:
+    def _log_weights(self, runner: Runner) -> None:
         from ...checkpoint import find_latest
         from ...checkpoint.format import MODEL_FILE
 
-        root = runner.work_dir
-        for hook in runner.hooks.hooks:  # checkpoints may go to checkpoint_config.out_dir
-            if hasattr(hook, "save_dir") and type(hook).__name__ == "CheckpointHook":
-                root = hook.save_dir(runner)
+        root = runner.checkpointer.directory
         ckpt, _ = find_latest(root, verify="size")
         if ckpt is None or not (ckpt / MODEL_FILE).is_file():
             runner.logger.warning(

@@ -5,14 +5,20 @@ global train iteration."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...registry import HOOKS
 from .base import LoggerHook, global_step, scalar_tags
 
+if TYPE_CHECKING:
+    from ...runner.runner import Runner
+
 
 @HOOKS.register_module()
 class TensorboardLoggerHook(LoggerHook):
+    """``log_config.hooks=[dict(type='TensorboardLoggerHook')]``: the records as TensorBoard
+    scalars under ``<work_dir>/tf_logs`` (or ``log_dir``), main process only."""
+
     def __init__(
         self,
         log_dir: str | None = None,
@@ -25,7 +31,7 @@ class TensorboardLoggerHook(LoggerHook):
         self.log_dir = log_dir
         self.writer = None
 
-    def before_run(self, runner) -> None:
+    def before_run(self, runner: Runner) -> None:
         if runner.is_main_process:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -35,14 +41,14 @@ class TensorboardLoggerHook(LoggerHook):
                 self.log_dir, purge_step=runner.iter + 1 if runner.iter else None
             )
 
-    def log(self, runner, record: dict[str, Any]) -> None:
+    def log(self, runner: Runner, record: dict[str, Any]) -> None:
         if self.writer is None:
             return
         step = global_step(runner)
         for tag, value in scalar_tags(record).items():
             self.writer.add_scalar(tag, value, step)
 
-    def after_run(self, runner) -> None:
+    def after_run(self, runner: Runner) -> None:
         super().after_run(runner)
         if self.writer is not None:
             self.writer.close()

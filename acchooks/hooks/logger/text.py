@@ -6,10 +6,14 @@ import datetime
 import json
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...registry import HOOKS
 from .base import LoggerHook
+
+if TYPE_CHECKING:
+    from ...runner.runner import Runner
+
 
 _HEAD = (
     "mode",
@@ -45,7 +49,7 @@ class TextLoggerHook(LoggerHook):
         self.interval_exp_name = interval_exp_name
         self.json_path: str | None = None
 
-    def before_run(self, runner) -> None:
+    def before_run(self, runner: Runner) -> None:
         self.start_iter = runner.iter
         self.time_sec_tot = 0.0
         self.json_path = os.path.join(runner.work_dir, f"{runner.timestamp}.log.json")
@@ -54,7 +58,7 @@ class TextLoggerHook(LoggerHook):
             with open(self.json_path, "a") as f:
                 f.write(json.dumps(runner.meta, default=str) + "\n")
 
-    def log(self, runner, record: dict[str, Any]) -> None:
+    def log(self, runner: Runner, record: dict[str, Any]) -> None:
         if record["mode"] == "train" and "time" in record:
             self.time_sec_tot += record["time"] * self.interval
             done = max(runner.iter + 1 - self.start_iter, 1)
@@ -82,7 +86,7 @@ class TextLoggerHook(LoggerHook):
                 runner.logger.info(runner.hook_timing_report(top=10))
 
     @staticmethod
-    def format_line(runner, r: dict[str, Any]) -> str:
+    def format_line(runner: Runner, r: dict[str, Any]) -> str:
         if r["mode"] == "train":
             head = (
                 f"Epoch [{r['epoch']}][{r['iter']}/{runner.epoch_length}]\t"

@@ -21,10 +21,14 @@ from __future__ import annotations
 import importlib.util
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...registry import HOOKS
 from .base import LoggerHook, global_step, scalar_tags
+
+if TYPE_CHECKING:
+    from ...runner.runner import Runner
+
 
 _SUMMARIES = ("min", "max", "mean", "best", "last", "none")
 
@@ -121,7 +125,7 @@ class WandbLoggerHook(_ExternalLoggerHook):
         self.define_metric_cfg = dict(define_metric_cfg or {})
         self.run = None
 
-    def before_run(self, runner) -> None:
+    def before_run(self, runner: Runner) -> None:
         if not runner.is_main_process:
             return
         import wandb
@@ -137,7 +141,7 @@ class WandbLoggerHook(_ExternalLoggerHook):
         for metric, summary in self.define_metric_cfg.items():
             self.run.define_metric(metric, summary=summary)
 
-    def log(self, runner, record: dict[str, Any]) -> None:
+    def log(self, runner: Runner, record: dict[str, Any]) -> None:
         if self.run is None:
             return
         tags = scalar_tags(record)
@@ -151,7 +155,7 @@ class WandbLoggerHook(_ExternalLoggerHook):
         else:
             self.run.log({**tags, "global_step": step}, commit=self.commit)
 
-    def after_run(self, runner) -> None:
+    def after_run(self, runner: Runner) -> None:
         super().after_run(runner)
         if self.run is None:
             return

@@ -1,0 +1,61 @@
+"""The option sets of the hook machinery read from top-level config keys:
+``progress_config`` (:mod:`.progress`, and ``progress_hook`` in the runner builder) and
+``hook_timing`` (the HookTable's timing in :mod:`.table`, and the runner).
+
+Their consumers take the defaults from here; :mod:`acchooks.config.schema` checks
+configs against the same declarations. Plain Python only: the first pass of the config
+check reads this module before torch is imported (see
+:func:`acchooks.config.optionset.declarations`).
+"""
+
+from __future__ import annotations
+
+from ..config.checks import (
+    boolean,
+    int_at_least,
+    literal,
+    non_negative_int,
+    number_at_least,
+    one_of,
+    string,
+)
+from ..config.optionset import Option, OptionSet
+
+MODES = ("auto", "bar", "lines")
+
+PROGRESS_CONFIG = OptionSet(
+    "progress_config",
+    [
+        Option("enable", boolean, True, "False: no progress at all (train.py --no-progress)"),
+        Option("type", string, "ProgressBarHook", "the hook that shows progress"),
+        # ProgressBarHook's arguments (tests/test_checks.py keeps them equal to its signature)
+        Option("mode", one_of(MODES), "auto", "'bar', 'lines', or 'auto': bar on a terminal"),
+        Option("interval", non_negative_int, 0, "lines mode: every N iterations; 0: every_s"),
+        Option("every_s", number_at_least(0), 10.0, "lines mode with interval=0: seconds"),
+        Option("refresh_s", number_at_least(0), 0.2, "bar mode: redraw at most this often"),
+        Option("leave", boolean, True, "bar mode: keep finished epoch bars on screen"),
+    ],
+    "``progress_config=dict(enable=True, mode='auto', ...)``: the ProgressBarHook.",
+)
+# the keys read whatever hook type= names; the others are ProgressBarHook's arguments
+PROGRESS_OWN = ("enable", "type")
+
+HOOK_TIMING = OptionSet(
+    "hook_timing",
+    [
+        Option("enable", boolean, True, "False: never time the hooks"),
+        Option(
+            "sample_every",
+            literal("auto") | int_at_least(1),
+            "auto",
+            "time about one iteration in N (1: all); 'auto': as the iteration time allows",
+        ),
+        Option(
+            "log_every",
+            non_negative_int,
+            0,
+            "also log the timing table every N train log lines (0: off)",
+        ),
+    ],
+    "``hook_timing=dict(enable=True, sample_every='auto', log_every=0)``.",
+)
