@@ -10,13 +10,19 @@ import json
 import os
 import os.path as osp
 import sys
+from typing import TYPE_CHECKING
 
-from ..config import DictAction
+from ..config import Config, DictAction
 from ..errors import ConfigError
 from .train import EXIT_BAD_INPUT, load_config, report_bad_input
 
+if TYPE_CHECKING:  # torch and accelerate load only once the input is checked
+    from accelerate import Accelerator
+    from torch import nn
+
 
 def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
+    """The command line, plus the training-only attributes load_config reads."""
     p = argparse.ArgumentParser(prog=prog, description="Evaluate a checkpoint with acchooks")
     p.add_argument("--config", required=True)
     p.add_argument(
@@ -37,25 +43,62 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
 
 
 def format_table(results: dict[str, float]) -> str:
+    """The results as a two-column text table."""
     width = max(len(k) for k in results)
     lines = [f"{'metric':<{width}} | value", f"{'-' * width}-+---------"]
     lines += [f"{k:<{width}} | {v:8.4f}" for k, v in results.items()]
     return "\n".join(lines)
 
 
+def _checked_input(args: argparse.Namespace) -> tuple[Config, str]:
+    """The config and the split to evaluate; a ConfigError before anything is built."""
+    cfg, _ = load_config(args)
+    split = args.split or ("test" if cfg.data.get("test") else "val")
+    if not cfg.data.get(split):
+        raise ConfigError(f"data.{split}: not set; nothing to evaluate")
+    if not osp.exists(args.checkpoint):
+        raise ConfigError(f"--checkpoint: not found: {args.checkpoint}")
+    return cfg, split
+
+
+def _load_checkpoint(model: nn.Module, checkpoint: str, accelerator: Accelerator) -> bool:
+    """Load ``checkpoint`` into ``model``; False (reported by the main process) if it
+    cannot be read or does not fit."""
+    from ..checkpoint.weights import read_weights
+
+    try:
+        state = read_weights(checkpoint)
+        model.load_state_dict(state)  # strict: evaluating other weights would be meaningless
+    except (ConfigError, RuntimeError) as e:
+        if accelerator.is_main_process:
+            print(f"acchooks: error: cannot load {checkpoint}: {e}", file=sys.stderr)
+        return False
+    return True
+
+
+def _report(args: argparse.Namespace, cfg: Config, split: str, results: dict, n: int) -> None:
+    """Print the table and write the JSON results (main process only)."""
+    print(f"{args.checkpoint} on data.{split} ({n} samples):")
+    print(format_table(results))
+    out = args.out or osp.join(cfg.work_dir, f"test_{split}.json")
+    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(
+            {"checkpoint": args.checkpoint, "split": split, "num_samples": n, **results},
+            f,
+            indent=2,
+        )
+    print(f"results written to {out}")
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """``acchooks test``: evaluate a checkpoint; the exit status."""
     args = parse_args(argv, prog)
     try:
-        cfg, _ = load_config(args)
-        split = args.split or ("test" if cfg.data.get("test") else "val")
-        if not cfg.data.get(split):
-            raise ConfigError(f"data.{split}: not set; nothing to evaluate")
-        if not osp.exists(args.checkpoint):
-            raise ConfigError(f"--checkpoint: not found: {args.checkpoint}")
+        cfg, split = _checked_input(args)
     except ConfigError as e:
         return report_bad_input(e)
 
-    from ..checkpoint.weights import read_weights
     from ..evaluation.metrics import evaluate
     from ..evaluation.predict import predict
     from ..models import build_model
@@ -63,12 +106,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
     accelerator = build_accelerator(cfg)
     model, _ = build_model(cfg.model)
-    try:
-        state = read_weights(args.checkpoint)
-        model.load_state_dict(state)  # strict: evaluating other weights would be meaningless
-    except (ConfigError, RuntimeError) as e:
-        if accelerator.is_main_process:
-            print(f"acchooks: error: cannot load {args.checkpoint}: {e}", file=sys.stderr)
+    if not _load_checkpoint(model, args.checkpoint, accelerator):
         return EXIT_BAD_INPUT
     loader = build_dataloader(cfg.data, split, cfg.get("seed") or 0, train=False)
     model, loader = accelerator.prepare(model, loader)
@@ -77,22 +115,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     metric = args.metrics or ev.get("metric", "accuracy")
     results = evaluate(scores, targets, metric, ev.get("metric_options"))
     if accelerator.is_main_process:
-        print(f"{args.checkpoint} on data.{split} ({len(targets)} samples):")
-        print(format_table(results))
-        out = args.out or osp.join(cfg.work_dir, f"test_{split}.json")
-        os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
-        with open(out, "w") as f:
-            json.dump(
-                {
-                    "checkpoint": args.checkpoint,
-                    "split": split,
-                    "num_samples": len(targets),
-                    **results,
-                },
-                f,
-                indent=2,
-            )
-        print(f"results written to {out}")
+        _report(args, cfg, split, results, len(targets))
     accelerator.wait_for_everyone()
     return 0
 

@@ -65,6 +65,39 @@ def check_paramwise_cfg(cfg: Any, base_wd: float | None, path: str) -> list[str]
     return problems
 
 
+def _custom_key_rule(
+    key: str, rule: Mapping[str, Any], base_lr: float, base_wd: float | None
+) -> tuple[float, float | None, str]:
+    """(lr, weight_decay, group name) of a parameter matched by ``custom_keys[key]``."""
+    lr = base_lr * rule.get("lr_mult", 1.0)
+    wd = base_wd * rule.get("decay_mult", 1.0) if base_wd is not None else base_wd
+    return lr, wd, key
+
+
+def _builtin_rule(
+    name: str,
+    is_norm: bool,
+    is_dwconv: bool,
+    base_lr: float,
+    base_wd: float | None,
+    mult: Mapping[str, float],
+) -> tuple[float, float | None, str]:
+    """(lr, weight_decay, group name) from the ``*_mult`` keys, as mmcv applies them: a
+    norm layer's bias is a norm parameter (its lr is not bias_lr_mult'ed)."""
+    why = "norm" if is_norm else "dwconv" if is_dwconv else "bias" if name == "bias" else "default"
+    lr, wd = base_lr, base_wd
+    if name == "bias" and not is_norm:
+        lr = base_lr * mult["bias_lr_mult"]
+    if base_wd is not None:
+        if is_norm:
+            wd = base_wd * mult["norm_decay_mult"]
+        elif is_dwconv:
+            wd = base_wd * mult["dwconv_decay_mult"]
+        elif name == "bias":
+            wd = base_wd * mult["bias_decay_mult"]
+    return lr, wd, why
+
+
 def paramwise_groups(
     model: nn.Module, base_lr: float, base_wd: float | None, cfg: Mapping[str, Any]
 ) -> list[dict[str, Any]]:
@@ -82,34 +115,14 @@ def paramwise_groups(
             if id(param) in seen and cfg.get("bypass_duplicate", False):
                 continue  # shared parameter: already in a group
             seen.add(id(param))
-            lr, wd, why = base_lr, base_wd, "default"
+            lr, wd, why = base_lr, base_wd, "default"  # frozen: no rule applies
             if param.requires_grad:
                 full = f"{prefix}.{name}"  # mmcv matches against '.name' at the root too
                 key = next((k for k in keys if k in full), None)
                 if key is not None:
-                    why = key
-                    lr = base_lr * custom[key].get("lr_mult", 1.0)
-                    if base_wd is not None:
-                        wd = base_wd * custom[key].get("decay_mult", 1.0)
+                    lr, wd, why = _custom_key_rule(key, custom[key], base_lr, base_wd)
                 else:
-                    why = (
-                        "norm"
-                        if is_norm
-                        else "dwconv"
-                        if is_dwconv
-                        else "bias"
-                        if name == "bias"
-                        else "default"
-                    )
-                    if name == "bias" and not is_norm:
-                        lr = base_lr * mult["bias_lr_mult"]
-                    if base_wd is not None:
-                        if is_norm:
-                            wd = base_wd * mult["norm_decay_mult"]
-                        elif is_dwconv:
-                            wd = base_wd * mult["dwconv_decay_mult"]
-                        elif name == "bias":
-                            wd = base_wd * mult["bias_decay_mult"]
+                    lr, wd, why = _builtin_rule(name, is_norm, is_dwconv, base_lr, base_wd, mult)
             group = groups.setdefault(
                 (lr, wd),
                 {"params": [], "lr": lr} | ({"weight_decay": wd} if wd is not None else {}),

@@ -154,6 +154,8 @@ class Runner(RunLength):
         return self.hooks.register(hook, priority)
 
     def call_hook(self, stage: str) -> None:
+        """Call every hook at ``stage`` (the iteration stages call the table directly:
+        one call less per stage on the hot path)."""
         self.hooks.call(stage, self)
 
     def get_hook_info(self) -> str:
@@ -185,7 +187,7 @@ class Runner(RunLength):
 
     def _train_iter(self, batch: Any) -> None:
         self.data_batch = batch
-        self.call_hook("before_train_iter")
+        self.hooks.call("before_train_iter", self)
         # with no accumulation, accumulate() only re-asserts sync_gradients=True (~20 us)
         if self._accumulating:
             with self.accelerator.accumulate(self.model):
@@ -203,14 +205,14 @@ class Runner(RunLength):
         n = outputs.get("num_samples", 1)
         self.state.finish_batch(n * self._world)
         self.log_buffer.update(outputs["log_vars"], n)
-        self.call_hook("after_train_iter")
+        self.hooks.call("after_train_iter", self)
 
     def _val_iter(self, batch: Any) -> None:
         self.data_batch = batch
-        self.call_hook("before_val_iter")
+        self.hooks.call("before_val_iter", self)
         self.outputs = self.val_step(batch)
         self.log_buffer.update(self.outputs["log_vars"], self.outputs.get("num_samples", 1))
-        self.call_hook("after_val_iter")
+        self.hooks.call("after_val_iter", self)
 
     def _unfinished_batches(self, loader: Iterable) -> tuple[Iterable, int]:
         """The loader, minus the batches of this epoch already done (after a resume)."""

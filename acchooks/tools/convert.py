@@ -65,26 +65,22 @@ def convert_state(
     return state, applied
 
 
-def convert(
-    src: str,
-    out: str,
-    prefix_map: list[tuple[str, str]] = (),
-    strip_prefixes: list[str] = (),
-    overwrite: bool = False,
-) -> dict:
-    """Write ``src``'s weights to the safetensors file ``out`` (or ``out/model.safetensors``);
-    returns ``{'out', 'tensors', 'renamed', 'shared'}``."""
-    import safetensors.torch
-
-    from ..checkpoint.format import CheckpointError, dedup_tensors
-    from ..checkpoint.weights import read_weights
-
+def _output_file(src: str, out: str, overwrite: bool) -> str:
+    """The file to write (``out``, or ``model.safetensors`` in the directory ``out``),
+    refused before anything is read when it would clobber a file or the input."""
     if os.path.isdir(out) or out.endswith(("/", os.sep)):
         out = os.path.join(out, "model.safetensors")
     if os.path.exists(out) and not overwrite:
         raise ToolError(f"{out} exists; pass --force to replace it")
     if os.path.abspath(out) == os.path.abspath(src):
         raise ToolError("IN and OUT are the same file")
+    return out
+
+
+def _read_state(src: str) -> dict:
+    """``src``'s weights; any reason it cannot be used is one ToolError line."""
+    from ..checkpoint.weights import read_weights
+
     if not os.path.exists(src):
         raise ToolError(f"input not found: {src}")
     try:
@@ -100,14 +96,28 @@ def convert(
             f"convert: {src} holds no tensors (expected a state_dict: a dict of "
             f"name -> tensor, possibly under 'state_dict' or 'model')"
         )
-    state, applied = convert_state(state, prefix_map, strip_prefixes, source=src)
+    return state
+
+
+def _standalone_tensors(state: dict) -> tuple[dict, dict]:
+    """The tensors to save, in the input's order, and the aliases (tied names) that were
+    given their own copy; safetensors refuses tensors that share memory."""
+    from ..checkpoint.format import CheckpointError, dedup_tensors
+
     try:
         tensors, aliases = dedup_tensors(state, "convert")
     except CheckpointError as e:
         raise ToolError(str(e)) from None
     for alias, key in aliases.items():  # a standalone file needs every name: copy ties
         tensors[alias] = tensors[key].clone()
-    tensors = {k: tensors[k] for k in state}  # the input's order
+    return {k: tensors[k] for k in state}, aliases
+
+
+def _save_atomically(tensors: dict, out: str, src: str) -> None:
+    """Write through a temporary file in ``out``'s folder, so that a failed write leaves
+    no partial ``out`` (and an existing one untouched)."""
+    import safetensors.torch
+
     folder = os.path.dirname(os.path.abspath(out))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".convert-", suffix=".safetensors", dir=folder)
@@ -124,10 +134,27 @@ def convert(
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def convert(
+    src: str,
+    out: str,
+    prefix_map: list[tuple[str, str]] = (),
+    strip_prefixes: list[str] = (),
+    overwrite: bool = False,
+) -> dict:
+    """Write ``src``'s weights to the safetensors file ``out`` (or ``out/model.safetensors``);
+    returns ``{'out', 'tensors', 'renamed', 'shared'}``."""
+    out = _output_file(src, out, overwrite)
+    state = _read_state(src)
+    state, applied = convert_state(state, prefix_map, strip_prefixes, source=src)
+    tensors, aliases = _standalone_tensors(state)
+    _save_atomically(tensors, out, src)
     return {"out": out, "tensors": len(tensors), "renamed": applied, "shared": sorted(aliases)}
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``acchooks convert``."""
     p = subparsers.add_parser(
         "convert",
         help="convert a .pth / mmcls checkpoint to model.safetensors (weights only)",
@@ -156,6 +183,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``acchooks convert``: convert, print what was renamed and written; the exit status."""
     res = convert(args.src, args.out, _parse_map(args.prefix_map), args.strip_prefix, args.force)
     for rule in res["renamed"]:
         print(f"renamed {rule}")

@@ -23,16 +23,15 @@ optimizer's lr.
 from __future__ import annotations
 
 import argparse
-import inspect
-import math
 import os
-import types
 from typing import Any
 
 from ..config import DictAction
 from ..errors import ConfigError
-from . import ToolError
+from .lr_simulation import iters_per_epoch, lr_schedule
 from .print_config import load_checked_config
+
+__all__ = ["add_parser", "iters_per_epoch", "lr_schedule", "plot_schedule", "run"]
 
 # problems of the model and the data do not change the schedule: not checked here
 _NOT_CHECKED = (
@@ -48,213 +47,8 @@ _NOT_CHECKED = (
 )
 
 
-def _dataset_size(cfg, dataset_size: int | None) -> int:
-    if dataset_size is not None:
-        if dataset_size <= 0:
-            raise ToolError(
-                f"--dataset-size: must be a positive number of samples, got {dataset_size}"
-            )
-        return dataset_size
-    train = (cfg.get("data") or {}).get("train")
-    kind = train.get("type") if isinstance(train, dict) else None
-    if kind == "Shapes":
-        from ..datasets.shapes import Shapes
-
-        default = inspect.signature(Shapes).parameters["num_samples"].default
-        return int(train.get("num_samples", default))
-    raise ToolError(
-        f"--dataset-size: needed, the number of train samples (vis-lr does not "
-        f"read data; only a Shapes train set has its size in the config, this "
-        f"one is {kind or 'not set'})"
-    )
-
-
-def iters_per_epoch(
-    num_samples: int,
-    samples_per_gpu: int,
-    ngpus: int = 1,
-    drop_last: bool = False,
-    split_batches: bool = False,
-    even_batches: bool = True,
-) -> int:
-    """len() of the train loader once Accelerate prepared it (on process 0)."""
-    batches = (
-        num_samples // samples_per_gpu if drop_last else math.ceil(num_samples / samples_per_gpu)
-    )
-    if ngpus == 1 or split_batches:  # split_batches: samples_per_gpu is the global batch
-        return batches
-    if batches % ngpus == 0 or drop_last:
-        return batches // ngpus
-    return batches // ngpus + 1  # even_batches repeats samples; uneven: process 0 has one more
-
-
-def _accumulation(cfg) -> int:
-    """As the runner's builder: Accelerate's setting, else mmcv's cumulative_iters."""
-    cumulative = (cfg.get("optimizer_config") or {}).get("cumulative_iters", 1)
-    acc_cfg = cfg.get("accelerator") or {}
-    return int(
-        os.environ.get(
-            "ACCELERATE_GRADIENT_ACCUMULATION_STEPS",
-            acc_cfg.get("gradient_accumulation_steps", cumulative),
-        )
-    )
-
-
-def _optimizer(cfg) -> tuple[Any, list[str]]:
-    """The configured optimizer class on stand-in parameters: one group at the configured
-    lr, plus one per paramwise lr multiplier."""
-    import torch
-    from torch import nn
-
-    from ..optim import build_optimizer
-
-    opt_cfg = dict(cfg.optimizer)
-    paramwise = opt_cfg.pop("paramwise_cfg", None) or {}
-    notes = []
-    if opt_cfg.pop("layer_decay", None) is not None:
-        notes.append("layer_decay: the per-layer groups (lr x layer_decay^depth) are not drawn")
-    probe = nn.Module()
-    probe.weight = nn.Parameter(torch.zeros(1, 1))
-    optimizer = build_optimizer(probe, opt_cfg)
-    del optimizer.param_groups[1:]
-    base = optimizer.param_groups[0]
-    base["name"] = "default"
-    mults = {}
-    if paramwise.get("bias_lr_mult", 1.0) != 1.0:
-        mults["bias"] = paramwise["bias_lr_mult"]
-    for key, rule in (paramwise.get("custom_keys") or {}).items():
-        if rule.get("lr_mult", 1.0) != 1.0:
-            mults[f"custom_keys['{key}']"] = rule["lr_mult"]
-    for name, mult in mults.items():
-        optimizer.add_param_group(
-            {"params": [nn.Parameter(torch.zeros(1))], "lr": base["lr"] * mult, "name": name}
-        )
-    return optimizer, notes
-
-
-def _hooks(cfg) -> list:
-    from ..hooks.param_scheduler import LrUpdaterHook, MomentumUpdaterHook
-
-    hooks = []
-    for key, cls in (("lr_config", LrUpdaterHook), ("momentum_config", MomentumUpdaterHook)):
-        sub = cfg.get(key)
-        if sub is None:
-            continue
-        hook = cls.from_config(sub)
-        lists = [
-            k for k in hook.spec.per_group if isinstance(hook.policy_args.get(k), (list, tuple))
-        ]
-        if lists:
-            raise ToolError(
-                f"{key}.{lists[0]}: a list (one value per param group) follows the "
-                f"model's param groups, which vis-lr does not build; give one value "
-                f"to see the schedule"
-            )
-        hooks.append(hook)
-    return hooks
-
-
-def lr_schedule(cfg, dataset_size: int | None = None, ngpus: int = 1) -> dict[str, Any]:
-    """Every optimizer step of the run ``cfg`` describes, with the lr of each drawn
-    group and the momentum: the values the hooks set before that step."""
-    if ngpus < 1:
-        raise ToolError(f"--ngpus: must be at least 1, got {ngpus}")
-    data = cfg.get("data") or {}
-    loader = {**data, **(data.get("train_dataloader") or {})}
-    spg = loader.get("samples_per_gpu", 32)
-    drop_last = bool(loader.get("drop_last", False))
-    acc_cfg = cfg.get("accelerator") or {}
-    num = _dataset_size(cfg, dataset_size)
-    length = iters_per_epoch(
-        num,
-        spg,
-        ngpus,
-        drop_last,
-        acc_cfg.get("split_batches", False),
-        acc_cfg.get("even_batches", True),
-    )
-    if length == 0:
-        raise ToolError(
-            f"{num} samples make no full batch of {spg} x {ngpus} (drop_last=True): "
-            f"an epoch has no iteration"
-        )
-    gas = _accumulation(cfg)
-    steps_per_epoch = math.ceil(length / gas)
-    runner_cfg = cfg.runner
-    max_epochs = (
-        runner_cfg.get("max_epochs") if runner_cfg.get("type") != "IterBasedRunner" else None
-    )
-    max_iters = max_epochs * length if max_epochs is not None else runner_cfg["max_iters"]
-    max_steps = (
-        max_epochs * steps_per_epoch if max_epochs is not None else math.ceil(max_iters / gas)
-    )
-
-    optimizer, notes = _optimizer(cfg)
-    groups = optimizer.param_groups
-    hooks = _hooks(cfg)
-    runner = types.SimpleNamespace(
-        optimizer=optimizer,
-        max_epochs=max_epochs,
-        max_steps=max_steps,
-        steps_per_epoch=steps_per_epoch,
-        step=0,
-        epoch=0,
-    )
-    for hook in hooks:
-        hook.before_run(runner)  # the run's own checks (ConfigError) and base values
-    has_momentum = "momentum" in groups[0] or "betas" in groups[0]
-    out: dict[str, Any] = {
-        "config": cfg.filename,
-        "dataset_size": num,
-        "samples_per_gpu": spg,
-        "ngpus": ngpus,
-        "iters_per_epoch": length,
-        "gradient_accumulation_steps": gas,
-        "steps_per_epoch": steps_per_epoch,
-        "max_epochs": max_epochs,
-        "max_iters": max_iters,
-        "max_steps": max_steps,
-        "optimizer": type(optimizer).__name__,
-        "lr_config": cfg.get("lr_config"),
-        "momentum_config": cfg.get("momentum_config"),
-        "step": [],
-        "epoch": [],
-        "iter": [],
-        "lr": [],
-        "groups": [{"name": g["name"], "base_lr": g["lr"], "lr": []} for g in groups],
-        "notes": notes,
-    }
-    if has_momentum:
-        out["momentum"] = []
-    step = 0
-    for it in range(max_iters):
-        epoch, inner = divmod(it, length)
-        # Accelerate: a step at the end of every window and at the end of the loader; the
-        # OptimizerHook also steps on the last iteration of an iteration-based run
-        if (
-            gas > 1
-            and (inner + 1) % gas
-            and inner != length - 1
-            and not (max_epochs is None and it == max_iters - 1)
-        ):
-            continue
-        runner.step, runner.epoch = step, epoch
-        for hook in hooks:  # LrUpdaterHook (VERY_HIGH) then MomentumUpdaterHook (HIGH)
-            hook.before_train_iter(runner)
-        out["step"].append(step)
-        out["epoch"].append(epoch)
-        out["iter"].append(it)
-        for g, rec in zip(groups, out["groups"], strict=True):
-            rec["lr"].append(g["lr"])
-        out["lr"].append(groups[0]["lr"])
-        if has_momentum:
-            g = groups[0]
-            out["momentum"].append(g["betas"][0] if "betas" in g else g["momentum"])
-        step += 1
-    return out
-
-
 def plot_schedule(sched: dict[str, Any], out: str, title: str | None = None) -> None:
+    """Draw :func:`lr_schedule`'s ``sched`` (lr of every group, and momentum) to PNG ``out``."""
     from matplotlib.figure import Figure
 
     panels = 2 if "momentum" in sched else 1
@@ -299,6 +93,7 @@ def plot_schedule(sched: dict[str, Any], out: str, title: str | None = None) -> 
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``acchooks vis-lr``."""
     p = subparsers.add_parser(
         "vis-lr",
         help="plot the LR / momentum of every optimizer step of a config",
@@ -327,6 +122,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``acchooks vis-lr``: plot (and optionally dump) the schedule; the exit status."""
     cfg, _ = load_checked_config(args.config, args.cfg_options, ignore=_NOT_CHECKED)
     try:
         sched = lr_schedule(cfg, args.dataset_size, args.ngpus)
