@@ -39,3 +39,32 @@ class ConfigError(ValueError):
             super().__init__(self.problems[0])
         else:
             super().__init__(head + ":\n" + "\n".join(f"  - {p}" for p in self.problems))
+
+
+class RunError(RuntimeError):
+    """A run stopped for a reason the user can act on (a corrupt image, a non-finite loss
+    under ``nonfinite='raise'``): the CLI prints the message alone and exits 1.
+
+    ``every_process``: every process raises the same error (a joint decision), so only the
+    main process reports it. A copy re-raised from a DataLoader worker, whose text is the
+    worker's traceback, is cut back to the original one-line message."""
+
+    every_process = False
+
+    def __init__(self, message: str):
+        if message.startswith("Caught ") and "Original Traceback" in message:
+            original = message.rpartition(f"{type(self).__name__}: ")[2].strip()
+            message = original.splitlines()[0] if original else message
+        super().__init__(message)
+
+
+class DataError(RunError):
+    """A sample that cannot be loaded; the message names the dataset, the file and the
+    sample's index."""
+
+
+class NonFiniteError(RunError, FloatingPointError):
+    """A NaN/inf loss or gradient under ``optimizer_config.nonfinite='raise'``; decided by
+    all processes together, so every process raises it."""
+
+    every_process = True

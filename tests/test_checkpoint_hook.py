@@ -182,7 +182,7 @@ def test_save_optimizer_false_is_weights_only(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(interval="1"), "interval: expected an int"),
+        (dict(interval="1"), "interval: expected -1 or a positive int"),
         (dict(max_keep_ckpts=1.5), "max_keep_ckpts: expected an int"),
         (dict(out_dir=3), "out_dir: expected a path"),
     ],

@@ -61,11 +61,10 @@ def read_weights(path: str | os.PathLike, what: str = "load_from") -> dict[str, 
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any refusal or damage reads the same to the user
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(
-            f"{what}: cannot read {path} with torch.load(weights_only=True): {first}. acchooks "
-            f"never unpickles arbitrary objects; if you trust the file, re-save its state_dict "
-            f"(or convert it to .safetensors) and load that"
+            f"{what}: cannot read {path} with torch.load(weights_only=True): {_refusal(e)}. "
+            f"acchooks never unpickles arbitrary objects; save only the tensors (the "
+            f"state_dict) or convert the file to .safetensors, and load that"
         ) from None
     for key in _NESTED:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
@@ -76,7 +75,28 @@ def read_weights(path: str | os.PathLike, what: str = "load_from") -> dict[str, 
             f"{what}: {path} holds a {type(obj).__name__}, expected a state_dict "
             f"(a dict of tensors, possibly under 'state_dict' or 'model')"
         )
-    return {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise ConfigError(f"{what}: {path} holds no tensors (keys: {_names(list(map(str, obj)))})")
+    return tensors
+
+
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _refusal(e: Exception) -> str:
+    """Why torch.load refused a file, in a few words; never torch's advice to load it
+    unsafely (``weights_only=False``, allow-listing globals)."""
+    text = str(e).strip()
+    if "Weights only load failed" in text:
+        found = _GLOBAL.search(text)
+        return (
+            f"it holds {found.group(1)}, which is neither a tensor nor a plain container"
+            if found
+            else "it holds objects other than tensors and plain containers"
+        )
+    first = text.splitlines()[0].split(". ")[0].rstrip(".") if text else ""
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
 def revise_state(

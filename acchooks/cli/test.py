@@ -13,8 +13,8 @@ import sys
 from typing import TYPE_CHECKING
 
 from ..config import Config, DictAction
-from ..errors import ConfigError
-from .train import EXIT_BAD_INPUT, load_config, report_bad_input
+from ..errors import ConfigError, RunError
+from .train import EXIT_BAD_INPUT, EXIT_RUN_FAILED, load_config, report_bad_input
 
 if TYPE_CHECKING:  # torch and accelerate load only once the input is checked
     from accelerate import Accelerator
@@ -56,22 +56,45 @@ def _checked_input(args: argparse.Namespace) -> tuple[Config, str]:
     split = args.split or ("test" if cfg.data.get("test") else "val")
     if not cfg.data.get(split):
         raise ConfigError(f"data.{split}: not set; nothing to evaluate")
-    if not osp.exists(args.checkpoint):
-        raise ConfigError(f"--checkpoint: not found: {args.checkpoint}")
+    args.checkpoint = resolve_checkpoint(args.checkpoint)
     return cfg, split
+
+
+def resolve_checkpoint(path: str) -> str:
+    """The checkpoint ``--checkpoint`` names: itself, the one a ``latest`` pointer names,
+    or, for a work dir (no manifest, a ``latest`` file), the one its pointer names."""
+    from ..checkpoint.format import MANIFEST, CheckpointError
+    from ..checkpoint.workdir import LATEST, follow_latest
+
+    if osp.isdir(path) and not osp.exists(osp.join(path, MANIFEST)):
+        if osp.isfile(osp.join(path, LATEST)):
+            path = osp.join(path, LATEST)
+    try:
+        target = follow_latest(path)
+    except CheckpointError as e:
+        raise ConfigError(f"--checkpoint: {e}") from None
+    if not osp.exists(target):
+        named = f" (named by the pointer {path})" if target != path else ""
+        raise ConfigError(
+            f"--checkpoint: not found: {target}{named}; give a checkpoint directory, "
+            f"<work_dir>/latest, a .safetensors file or a .pth file"
+        )
+    return target
 
 
 def _load_checkpoint(model: nn.Module, checkpoint: str, accelerator: Accelerator) -> bool:
     """Load ``checkpoint`` into ``model``; False (reported by the main process) if it
     cannot be read or does not fit."""
-    from ..checkpoint.weights import read_weights
+    from ..checkpoint.weights import load_state_into, read_weights
 
     try:
-        state = read_weights(checkpoint)
-        model.load_state_dict(state)  # strict: evaluating other weights would be meaningless
+        state = read_weights(checkpoint, "--checkpoint")
+        # strict: evaluating other weights would be meaningless
+        load_state_into(model, state, source=checkpoint, what="--checkpoint", strict=True)
     except (ConfigError, RuntimeError) as e:
         if accelerator.is_main_process:
-            print(f"acchooks: error: cannot load {checkpoint}: {e}", file=sys.stderr)
+            msg = str(e) if str(e).startswith("--checkpoint") else f"--checkpoint {checkpoint}: {e}"
+            print(f"acchooks: error: {msg}", file=sys.stderr)
         return False
     return True
 
@@ -102,7 +125,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from ..evaluation.metrics import evaluate
     from ..evaluation.predict import predict
     from ..models import build_model
-    from ..runner.builder import build_accelerator, build_dataloader
+    from ..runner.builder import build_accelerator, build_dataloader, shutdown_workers
 
     accelerator = build_accelerator(cfg)
     model, _ = build_model(cfg.model)
@@ -110,7 +133,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return EXIT_BAD_INPUT
     loader = build_dataloader(cfg.data, split, cfg.get("seed") or 0, train=False)
     model, loader = accelerator.prepare(model, loader)
-    scores, targets = predict(model, loader, accelerator)
+    try:
+        scores, targets = predict(model, loader, accelerator)
+    except RunError as e:  # a corrupt image: one message, from the process that read it
+        print(f"acchooks: error: {e}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    finally:
+        shutdown_workers(loader)
     ev = cfg.get("evaluation") or {}
     metric = args.metrics or ev.get("metric", "accuracy")
     results = evaluate(scores, targets, metric, ev.get("metric_options"))

@@ -20,6 +20,7 @@ Plain Python only: the first pass of the config check runs this before torch is 
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -195,3 +196,23 @@ def sequence_of(check: Check, expects: str, min_length: int = 0) -> Check:
         return isinstance(v, (list, tuple)) and len(v) >= min_length and all(check.ok(x) for x in v)
 
     return Check(expects, test)
+
+
+def folder_problem(value: Any, path: str, hint: str = "choose another folder") -> str | None:
+    """Why the folder ``value`` could not be created or written to (a file in the way, no
+    write permission, a read-only file system), as one message; None when it could, or
+    when ``value`` is no path (its type is another check's). Creates nothing."""
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        return None
+    target = probe = os.path.abspath(os.fspath(value))
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)  # the nearest folder that exists: makedirs starts there
+    if not os.path.isdir(probe):
+        why = (
+            "it is a file, not a folder" if probe == target else f"{probe} is a file, not a folder"
+        )
+    elif not os.access(probe, os.W_OK | os.X_OK):
+        why = f"{probe} is not writable (permissions or a read-only file system)"
+    else:
+        return None
+    return f"{path}: cannot create or write to the folder {os.fspath(value)!r}: {why}; {hint}"

@@ -11,7 +11,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transf
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from ..config.checks import instance_of
-from ..errors import ConfigError, did_you_mean
+from ..errors import ConfigError, DataError, did_you_mean
 from ..registry import DATASETS, accepted_arguments
 
 _LAYOUT = "expected one sub-folder per class holding its images: <root>/<class>/<image>.jpg"
@@ -68,6 +68,21 @@ class ImageFolder(torchvision.datasets.ImageFolder):
         )
         super().__init__(os.fspath(root), transform=transform)
         self.input_size, self.is_training = input_size, is_training
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        """The transformed image and class of sample ``index``; a file that cannot be
+        read (corrupt, truncated, not an image) is a DataError naming it and ``index``."""
+        path, target = self.samples[index]
+        try:
+            image = self.loader(path)
+        except Exception as e:  # noqa: BLE001 - whatever PIL raises, the file is at fault
+            raise DataError(
+                f"ImageFolder: cannot read sample {index} of {self.root}: {path} "
+                f"({type(e).__name__}: {e}); replace or delete that file"
+            ) from None
+        if self.target_transform is not None:  # torchvision's argument, if a subclass sets it
+            target = self.target_transform(target)
+        return self.transform(image), target
 
     @classmethod
     def check_config(cls, cfg: Mapping[str, Any], path: str = "dataset") -> list[str]:

@@ -1,6 +1,7 @@
 """The option sets of the hook machinery read from top-level config keys:
-``progress_config`` (:mod:`.progress`, and ``progress_hook`` in the runner builder) and
-``hook_timing`` (the HookTable's timing in :mod:`.table`, and the runner).
+``progress_config`` (:mod:`.progress`, and ``progress_hook`` in the runner builder),
+``hook_timing`` (the HookTable's timing in :mod:`.table`, and the runner) and
+``checkpoint_config`` (:class:`.checkpoint.CheckpointHook`).
 
 Their consumers take the defaults from here; :mod:`acchooks.config.schema` checks
 configs against the same declarations. Plain Python only: the first pass of the config
@@ -13,10 +14,13 @@ from __future__ import annotations
 from ..config.checks import (
     boolean,
     int_at_least,
+    integer,
     literal,
     non_negative_int,
     number_at_least,
     one_of,
+    optional,
+    positive_int,
     string,
 )
 from ..config.optionset import Option, OptionSet
@@ -58,4 +62,27 @@ HOOK_TIMING = OptionSet(
         ),
     ],
     "``hook_timing=dict(enable=True, sample_every='auto', log_every=0)``.",
+)
+
+CHECKPOINT_CONFIG = OptionSet(
+    "checkpoint_config",
+    [
+        Option(
+            "interval",
+            (literal(-1) | positive_int).noted("-1: only the last, with save_last"),
+            -1,
+            "save every N epochs (iterations with by_epoch=False); -1: only the last",
+        ),
+        Option("by_epoch", boolean, True, "epoch_N (True) or iter_N checkpoints"),
+        Option("save_optimizer", boolean, True, "False: weights only (load_from, not resume)"),
+        Option(
+            "out_dir",
+            optional(string.named("a path")),
+            None,
+            "checkpoints go to <out_dir>/<basename of work_dir>; None: the work dir",
+        ),
+        Option("max_keep_ckpts", integer, -1, "keep the newest N; 0 or less: keep all"),
+        Option("save_last", boolean, True, "also save at the end of the run"),
+    ],
+    "``checkpoint_config=dict(interval=1, max_keep_ckpts=3)``: the CheckpointHook's options.",
 )

@@ -25,6 +25,7 @@ from torch import nn
 from ..config.checks import expected, optional, positive_float, problems_of
 from ..errors import ConfigError, closest, did_you_mean
 from ..registry import accepted_arguments
+from .options import hyperparameter_problems
 from .param_groups import (
     apply_lr_scale,
     check_paramwise_cfg,
@@ -121,6 +122,7 @@ def check_optimizer_config(cfg: Any, path: str = "optimizer") -> list[str]:
         allowed, var_kw = _timm_arguments(_timm_base_name(name))
     else:
         return problems + [_unknown_type_message(name, path)]
+    problems += hyperparameter_problems(kwargs, path)
     if not var_kw:
         problems += [
             f"{path}: unexpected argument '{k}' for {label}{did_you_mean(k, sorted(allowed))}"
