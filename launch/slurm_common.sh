@@ -53,15 +53,27 @@ acchooks_train_args() {
     TRAIN=("$ROOT/train.py" --config "$CONFIG" --work-dir "$WORK_DIR" --resume auto "$@")
 }
 
-# Ask every trainer process to checkpoint and stop. `scancel --signal=TERM JOB` signals
-# the processes of the job's steps on every node (the launcher and the trainers, never
-# this batch shell); TERM to srun itself would cancel the step and kill the trainers.
+# A process and all its descendants, one pid a line (the launcher and its trainers).
+acchooks_process_tree() {
+    local child
+    for child in $(ps -o pid= --ppid "$1" 2>/dev/null); do acchooks_process_tree "$child"; done
+    echo "$1"
+}
+
+# Ask every trainer process to checkpoint and stop: signal the trainers themselves, not
+# only the launcher. `scancel --signal=TERM JOB` signals the processes of the job's steps
+# on every node (the launchers and the trainers, never this batch shell); TERM to srun
+# itself would cancel the step and kill the trainers. Without Slurm: the launcher and
+# every process below it. (A trainer whose launcher dies anyway stops at its next
+# iteration with a checkpoint: acchooks/signals.py.)
 acchooks_stop_trainer() {
     echo "acchooks: $1 received at $(date -Is): asking the trainers to checkpoint and stop"
     if [ -n "${SLURM_JOB_ID:-}" ]; then
         scancel --signal=TERM "$SLURM_JOB_ID" || true
     else
-        kill -TERM "$2" 2>/dev/null || true
+        local pids
+        mapfile -t pids < <(acchooks_process_tree "$2")
+        kill -TERM "${pids[@]}" 2>/dev/null || true
     fi
 }
 

@@ -27,6 +27,9 @@ _DELEGATED = {
 
 def _delegate(name: str, argv: list[str]) -> int:
     if name == "train":
+        from .. import signals
+
+        signals.install()  # before the imports: see acchooks.signals
         from .train import main as train_main
 
         return train_main(argv, prog="acchooks train")

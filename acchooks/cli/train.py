@@ -13,10 +13,14 @@ import os.path as osp
 import sys
 import time
 
+from .. import signals
 from ..config import Config, DictAction
-from ..errors import ConfigError
+from ..errors import ConfigError, RunError
+from ..signals import EXIT_PREEMPTED
+from .workdir_lock import lock_for_run
 
 EXIT_BAD_INPUT = 2
+EXIT_RUN_FAILED = 1  # a RunError: a corrupt sample, nonfinite='raise' (no requeue)
 
 
 def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
@@ -94,45 +98,91 @@ def load_config(args: argparse.Namespace) -> tuple[Config, list[str]]:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """``train.py`` / ``acchooks train``: the exit status (see docs/launching.md)."""
+    signals.install()  # idempotent: train.py and `acchooks train` already did, first thing
     args = parse_args(argv, prog)
+    main_proc = _is_main()
     try:
         cfg, warnings = load_config(args)
+        if args.dry_run:  # writes nothing to the work dir: no lock (docs/configs.md)
+            from ..hooks.logger.text import now_timestamp
+            from .dry_run import dry_run
+
+            return dry_run(cfg, warnings, now_timestamp(), main_proc)
+        lock = lock_for_run(cfg.work_dir, main_proc)
     except ConfigError as e:
         return report_bad_input(e)
+    try:
+        return _train(args, cfg, warnings, lock, main_proc)
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def _one_process() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) == 1
+
+
+def _train(args, cfg: Config, warnings: list[str], lock, main_proc: bool) -> int:
+    """Everything after the config check, with the work dir locked (or refused: several
+    processes then learn it together in build_runner, and all exit 2)."""
+    owner = main_proc and lock is not None and lock.refusal is None  # may write the work dir
+    if lock is not None and lock.refusal and _one_process():
+        return report_bad_input(ConfigError(lock.refusal))
+    if signals.received() and _one_process():  # nothing built yet: stop right here
+        return _stopped_before_run(cfg, signals.received(), owner, print_=True)
     from ..hooks.logger.text import now_timestamp
     from ..logging import get_logger
     from ..runner import build_runner
+    from ..runner.preemption import Preempted, signalled_before_run
 
     timestamp = now_timestamp()
-    main_proc = _is_main()
-    if args.dry_run:
-        from .dry_run import dry_run
-
-        return dry_run(cfg, warnings, timestamp, main_proc)
-    if main_proc:
-        os.makedirs(cfg.work_dir, exist_ok=True)
+    if owner:
         cfg.dump(osp.join(cfg.work_dir, osp.basename(args.config)))
     logger = get_logger(
-        osp.join(cfg.work_dir, f"{timestamp}.log") if main_proc else None,
+        osp.join(cfg.work_dir, f"{timestamp}.log") if owner else None,
         is_main=main_proc,
         level=cfg.get("log_level", "INFO"),
     )
-    for w in warnings:
+    for w in [*warnings, *([lock.warning] if lock is not None and lock.warning else [])]:
         logger.warning(w)
     logger.info(f"Config:\n{cfg.pretty_text}")
-    from ..runner.preemption import EXIT_PREEMPTED, Preempted
-
     try:
         runner = build_runner(cfg, logger, timestamp)
+        signum = signalled_before_run(runner.accelerator)  # all processes, once
+        if signum:
+            return _stopped_before_run(cfg, signum, owner, logger, runner.state.iters_done)
         runner.run()
-    except ConfigError as e:
+    except ConfigError as e:  # also WorkDirBusy, on every process
         logger.error(f"acchooks: error: {e}")
+        if not main_proc:  # as report_bad_input: let the main process print first
+            time.sleep(OTHERS_WAIT_S)
         return EXIT_BAD_INPUT
+    except RunError as e:
+        logger.error(f"acchooks: error: {e}")
+        return EXIT_RUN_FAILED
     except Preempted as e:
         logger.warning(f"{e}; exiting with status {EXIT_PREEMPTED} (resume with --resume auto)")
         return EXIT_PREEMPTED
     return 0
+
+
+def _stopped_before_run(cfg, signum: int, owner: bool, logger=None, iters=None, print_=False):
+    """A signal before the first iteration: nothing new saved, the marker written (a
+    launcher reports 75 as 1), the requeue status."""
+    if owner:
+        record = {"signal": signals.name(signum), "checkpoint": None, "iter": iters}
+        record["resume_from"] = cfg.get("resume_from")  # unchanged: nothing was saved
+        signals.write_marker(cfg.work_dir, record)
+    msg = (
+        f"{signals.describe(signum)} before training started: nothing saved; exiting with "
+        f"status {EXIT_PREEMPTED} (resume with --resume auto)"
+    )
+    if logger is not None:
+        logger.warning(msg)
+    elif print_ and owner:
+        print(f"acchooks: {msg}", file=sys.stderr)
+    return EXIT_PREEMPTED
 
 
 if __name__ == "__main__":

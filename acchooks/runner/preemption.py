@@ -9,8 +9,11 @@ one after the signal) even when only one of them was signalled. The runner then
 writes one checkpoint and the CLI exits with :data:`EXIT_PREEMPTED`.
 
 Who receives what: ``accelerate launch`` and ``torchrun`` forward SIGTERM (and INT, HUP)
-to the trainer processes; ``accelerate launch`` itself dies on SIGUSR1, so send USR1 to
-the trainer processes directly (the SLURM scripts in launch/ do).
+to the trainer processes; ``accelerate launch`` itself dies on SIGUSR1. A trainer whose
+launcher is gone stops at the next iteration boundary as if signalled
+(:data:`~acchooks.signals.PARENT_EXITED`). A signal that arrives before the loop (imports,
+config check, build, resume load) is held by :mod:`acchooks.signals`: the CLI asks
+:func:`signalled_before_run` and exits 75 without saving anything new.
 
 Every trainer process exits with 75. A launcher (``torchrun``, ``accelerate launch``)
 turns any non-zero exit of its workers into its own status 1, so the main process also
@@ -24,9 +27,10 @@ import signal
 
 import torch
 
-EXIT_PREEMPTED = 75  # sysexits' EX_TEMPFAIL: "try again later" - requeue and --resume auto
-MARKER = "preempted.json"
-SIGNALS = ("SIGTERM", "SIGUSR1")
+from .. import signals as early
+from ..signals import EXIT_PREEMPTED, MARKER, SIGNALS
+
+__all__ = ["EXIT_PREEMPTED", "MARKER", "Preempted", "PreemptionHandler", "signalled_before_run"]
 
 
 class Preempted(Exception):
@@ -51,6 +55,7 @@ class PreemptionHandler:
         self._pending = None  # (work, flag) of the all-reduce started after the last iteration
 
     def install(self) -> None:
+        self.received = self.received or early.received()  # one from before the loop
         for sig in self.signals:
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -76,6 +81,8 @@ class PreemptionHandler:
         iteration i + 1, by every process, so all stop after the same iteration (one later
         than the signal) and the loop never waits for it or synchronizes the GPU (a
         blocking reduce plus ``.item()`` every iteration would)."""
+        if not self.received:  # the launcher gone counts as a signal (a cheap getppid)
+            self.received = early.received()
         if accelerator.num_processes == 1:
             return self.received
         import torch.distributed as dist
@@ -98,22 +105,28 @@ class PreemptionHandler:
         return agreed
 
 
+def signalled_before_run(accelerator) -> int:
+    """What :mod:`acchooks.signals` received before the loop, on any process (a blocking
+    collective: every process calls it at the same point, once); 0 if nothing."""
+    flag = early.received()
+    if accelerator.num_processes == 1:
+        return flag
+    t = torch.tensor([flag], dtype=torch.int64, device=accelerator.device)
+    return int(accelerator.reduce(t, "max").item())
+
+
 def stop_for_preemption(runner, signum: int) -> None:
     """Save ``iter_<N>`` through the runner's Checkpointer, write :data:`MARKER` (main
     process) and raise :class:`Preempted`. Called between two train iterations."""
-    import json
-    import os.path as osp
-
-    name = signal.Signals(signum).name
+    name = early.name(signum)
     state = runner.state
     runner.logger.warning(
-        f"{name} received: saving a checkpoint at iteration {state.iters_done} "
+        f"{early.describe(signum)}: saving a checkpoint at iteration {state.iters_done} "
         f"(epoch {state.epoch + 1}, batch {state.batches_done}) and stopping"
     )
     path = runner.checkpointer.save(f"iter_{state.iters_done}")
     if runner.is_main_process:
         record = {"signal": name, "checkpoint": path, "epoch": state.epoch}
         record.update(iter=state.iters_done, step=state.steps)
-        with open(osp.join(runner.work_dir, MARKER), "w") as f:
-            json.dump(record, f)
+        early.write_marker(runner.work_dir, record)
     raise Preempted(name, path)
