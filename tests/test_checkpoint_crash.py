@@ -27,6 +27,7 @@ from acchooks.checkpoint import (
     update_latest_pointer,
 )
 from acchooks.checkpoint.faults import ENV, PHASES, kill_point
+from acchooks.cli.workdir_lock import LOCK_FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny_cli.py"
@@ -132,6 +133,11 @@ def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("phase", list(KILLS))
+def _hidden(work) -> list[str]:
+    """Hidden entries a killed save may leave (the run's lock file stays: it is the lock)."""
+    return sorted(p.name for p in work.iterdir() if p.name.startswith(".") and p.name != LOCK_FILE)
+
+
 def test_cli_killed_mid_save_resumes(tmp_path, phase):
     spec, committed = KILLS[phase]
     cfg, work = tmp_path / "crash.py", tmp_path / "work"
@@ -142,7 +148,7 @@ def test_cli_killed_mid_save_resumes(tmp_path, phase):
     survivor = work / ("epoch_2" if committed else "epoch_1")
     assert find_latest(work, verify="checksum") == (survivor, [])
     load_checkpoint(survivor)
-    leftovers = sorted(p.name for p in work.iterdir() if p.name.startswith("."))
+    leftovers = _hidden(work)
     assert leftovers
 
     res = run_cli([*args, "--resume", "auto"], tmp_path)
@@ -151,7 +157,7 @@ def test_cli_killed_mid_save_resumes(tmp_path, phase):
     for name in leftovers:
         assert f"WARNING - removed {name} from {work}" in out
     assert f"resumed from {survivor}: epoch {2 if committed else 1}" in out
-    assert not [p for p in work.iterdir() if p.name.startswith(".")]
+    assert not _hidden(work)
     assert sorted(p.name for p in work.glob("epoch_*")) == ["epoch_3"]
     assert find_latest(work, verify="checksum") == (work / "epoch_3", [])
     assert read_latest_pointer(work) == work / "epoch_3"
@@ -165,9 +171,12 @@ def _rewrite_manifest(d: Path, name: str) -> None:
 
     import xxhash
 
+    from acchooks.checkpoint.format import manifest_digest
+
     m = json.loads((d / "manifest.json").read_text())
     data = (d / name).read_bytes()
     m["files"][name] = {"size": len(data), "xxh3_128": xxhash.xxh3_128(data).hexdigest()}
+    m["manifest_digest"] = {"xxh3_128": manifest_digest(m)}
     (d / "manifest.json").write_text(json.dumps(m))
 
 

@@ -29,6 +29,13 @@ from acchooks.checkpoint import (
     update_latest_pointer,
     verify_checkpoint,
 )
+from acchooks.checkpoint.format import manifest_digest
+
+
+def _signed(m: dict) -> dict:
+    """A hand-edited manifest with its own digest recomputed (only the reader's other
+    checks can catch the edit)."""
+    return {**m, "manifest_digest": {"xxh3_128": manifest_digest(m)}}
 
 
 def _equal_dicts(a: dict, b: dict) -> None:
@@ -56,7 +63,7 @@ def _rewrite_manifest_entry(d: Path, name: str) -> None:
     m = json.loads((d / "manifest.json").read_text())
     data = (d / name).read_bytes()
     m["files"][name] = {"size": len(data), "xxh3_128": xxhash.xxh3_128(data).hexdigest()}
-    (d / "manifest.json").write_text(json.dumps(m))
+    (d / "manifest.json").write_text(json.dumps(_signed(m)))
 
 
 def test_timm_round_trip_bit_exact(tmp_path):
@@ -69,7 +76,7 @@ def test_timm_round_trip_bit_exact(tmp_path):
     assert c.optimizer_state is None and c.tensors == {} and c.state == {}
     assert c.meta == {"epoch": 1, "iter": 10}
     m = c.manifest
-    assert (m["format"], m["version"]) == ("acchooks-checkpoint", 1)
+    assert (m["format"], m["version"]) == ("acchooks-checkpoint", 2)
     assert set(m["versions"]) == {"torch", "safetensors", "accelerate", "timm", "acchooks"}
     data = (p / "model.safetensors").read_bytes()
     assert m["files"]["model.safetensors"] == {
@@ -287,7 +294,7 @@ def test_not_a_checkpoint(tmp_path):
     p = _saved(tmp_path)
     m = json.loads((p / "manifest.json").read_text())
     m["files"]["../../etc/passwd"] = {"size": 1}
-    (p / "manifest.json").write_text(json.dumps(m))
+    (p / "manifest.json").write_text(json.dumps(_signed(m)))
     with pytest.raises(CheckpointError, match="invalid file or group name"):
         load_checkpoint(p)
 
@@ -386,8 +393,11 @@ def test_resave_same_name_replaces(tmp_path):
 
 
 def _as_earlier_version(d: Path) -> None:
-    """Make ``d`` what earlier acchooks versions wrote: a sha256 digest per manifest entry."""
+    """Make ``d`` what earlier acchooks versions wrote: a sha256 digest per manifest entry
+    (format version 1: no digest of the manifest itself)."""
     m = json.loads((d / "manifest.json").read_text())
+    m["version"] = 1
+    del m["manifest_digest"]
     m["files"] = {
         name: {"size": info["size"], "sha256": hashlib.sha256((d / name).read_bytes()).hexdigest()}
         for name, info in m["files"].items()
@@ -432,7 +442,7 @@ def test_entry_without_digest_is_size_checked_only(tmp_path):
     p = _saved(tmp_path)
     m = json.loads((p / "manifest.json").read_text())
     m["files"] = {name: {"size": info["size"]} for name, info in m["files"].items()}
-    (p / "manifest.json").write_text(json.dumps(m))
+    (p / "manifest.json").write_text(json.dumps(_signed(m)))
     f = p / "model.safetensors"
     data = bytearray(f.read_bytes())
     data[-1] ^= 0x01

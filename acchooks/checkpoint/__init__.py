@@ -5,6 +5,7 @@
 - :mod:`.atomic`: the atomic commit (staging/trash siblings, rename, directory fsync);
 - :mod:`.writer`: the fast safetensors tensor writer;
 - :mod:`.checksum`: the per-file digests a manifest records;
+- :mod:`.schema`: the schemas of the JSON files, checked before use;
 - :mod:`.reader`: verifying and reading checkpoint directories;
 - :mod:`.workdir`: work-dir housekeeping (finding and listing checkpoints, the ``latest``
   pointer, safe deletion, cleanup after killed saves);
@@ -27,10 +28,13 @@ from .workdir import (
     clean_staging,
     find_latest,
     follow_latest,
+    is_full_state,
     list_checkpoints,
+    nonfinite_weights,
     prepare_work_dir,
     read_latest_pointer,
     remove_checkpoint,
+    resume_candidates,
     update_latest_pointer,
 )
 
@@ -44,15 +48,18 @@ __all__ = [
     "clean_staging",
     "find_latest",
     "follow_latest",
+    "is_full_state",
     "flatten_optimizer_state",
     "join_tensors",
     "list_checkpoints",
+    "nonfinite_weights",
     "load_checkpoint",
     "prepare_work_dir",
     "read_latest_pointer",
     "read_model_state",
     "read_safetensors",
     "remove_checkpoint",
+    "resume_candidates",
     "save_checkpoint",
     "split_tensors",
     "unflatten_optimizer_state",

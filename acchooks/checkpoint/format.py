@@ -4,7 +4,9 @@ A checkpoint is a directory such as ``<work_dir>/epoch_3`` holding ``model.safet
 (loadable with plain ``safetensors.torch.load_file``), optionally ``optimizer.safetensors``
 + ``optimizer.json``, one ``<name>.safetensors`` per extra tensor group, ``state.json``,
 and ``manifest.json``, written last, listing every file with its size (and xxh3_128 digest,
-see :mod:`.checksum`).
+see :mod:`.checksum`) and carrying its own digest (``manifest_digest``, :func:`manifest_digest`;
+format version 2). Version-1 manifests (earlier acchooks) have none: they are read after the
+same schema check (:mod:`.schema`), their files still verified.
 
 It becomes visible atomically (:mod:`.atomic`): everything is written into a hidden staging
 directory next to the target, fsynced, then renamed into place. A kill at any moment leaves
@@ -37,7 +39,9 @@ from .faults import kill_point, truncate_half
 from .optimizer_state import flatten_optimizer_state
 from .writer import write_group
 
-FORMAT, VERSION = "acchooks-checkpoint", 1
+FORMAT, VERSION = "acchooks-checkpoint", 2
+MANIFEST_DIGEST = "manifest_digest"  # the manifest's own digest (version >= 2)
+MAX_JSON_DEPTH = 100  # nesting of any JSON a checkpoint writes or reads
 MANIFEST, MODEL_FILE, STATE_FILE = "manifest.json", "model.safetensors", "state.json"
 OPTIM_TENSORS, OPTIM_JSON = "optimizer.safetensors", "optimizer.json"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
@@ -68,9 +72,14 @@ class Checkpoint:
 
 
 # ----------------------------------------------------------------------------- JSON
-def check_json(obj: Any, label: str, path: str = "") -> None:
-    """Raise CheckpointError naming the key path of the first non-strict-JSON value."""
+def check_json(obj: Any, label: str, path: str = "", depth: int = 0) -> None:
+    """Raise CheckpointError naming the key path of the first non-strict-JSON value (or
+    the first nested deeper than :data:`MAX_JSON_DEPTH`, which no reader would accept)."""
     where = f"{label}: value at '{path or '<root>'}'"
+    if depth > MAX_JSON_DEPTH:
+        raise CheckpointError(
+            f"{where} is nested deeper than {MAX_JSON_DEPTH} levels; flatten that state"
+        )
     if obj is None or isinstance(obj, (bool, int, str)):
         return
     if isinstance(obj, float):
@@ -82,7 +91,7 @@ def check_json(obj: Any, label: str, path: str = "") -> None:
         return
     if isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
-            check_json(v, label, f"{path}[{i}]")
+            check_json(v, label, f"{path}[{i}]", depth + 1)
         return
     if isinstance(obj, dict):
         for k, v in obj.items():
@@ -91,7 +100,7 @@ def check_json(obj: Any, label: str, path: str = "") -> None:
                     f"{where} has a non-string key {k!r} "
                     f"({type(k).__name__}); JSON keys must be str"
                 )
-            check_json(v, label, f"{path}.{k}" if path else k)
+            check_json(v, label, f"{path}.{k}" if path else k, depth + 1)
         return
     hint = (
         "tensors belong in a tensor group"
@@ -116,8 +125,22 @@ def read_json(file: Path) -> Any:
     """The strict JSON in ``file``; CheckpointError naming it if it is not that."""
     try:
         return json.loads(file.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+    except RecursionError:
+        raise CheckpointError(
+            f"{file}: nested too deeply to read (checkpoints nest at most {MAX_JSON_DEPTH} "
+            "levels); the file is corrupt or not ours"
+        ) from None
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise CheckpointError(f"{file}: expected strict JSON, could not read it ({e})") from e
+
+
+def manifest_digest(manifest: dict) -> str:
+    """The digest a manifest records of itself: of its canonical JSON (sorted keys, no
+    spaces) without the ``manifest_digest`` entry, so a reader recomputes it from what it
+    parsed."""
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST}
+    data = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return CHECKSUMS[CHECKSUM](data.encode("utf-8")).hexdigest()
 
 
 def check_name(name: Any, what: str) -> str:
@@ -250,7 +273,7 @@ def _write_files(
 
 
 def _manifest(meta: dict | None, contents: dict, aliases: dict, files: dict) -> dict:
-    return {
+    manifest = {
         "format": FORMAT,
         "version": VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -260,6 +283,8 @@ def _manifest(meta: dict | None, contents: dict, aliases: dict, files: dict) -> 
         "aliases": aliases,
         "files": files,
     }
+    manifest[MANIFEST_DIGEST] = {CHECKSUM: manifest_digest(manifest)}
+    return manifest
 
 
 def save_checkpoint(

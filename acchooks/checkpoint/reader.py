@@ -1,8 +1,10 @@
 """Reading and verifying checkpoint directories written by :mod:`.format`.
 
-Every file is checked against the manifest (size always, its checksum by default:
-xxh3_128, or sha256 in checkpoints written by earlier acchooks versions) before it is
-parsed, a safetensors header is bounds-checked before safetensors sees it, and only
+The manifest is checked first: format, version, its own digest (format version 2; a
+version-1 manifest of an earlier acchooks has none and is read without it) and its schema
+(:mod:`.schema`). Every file is checked against the manifest (size always, its checksum by
+default: xxh3_128, or sha256 in checkpoints written by earlier acchooks versions) before it
+is parsed, every JSON file is checked against its schema before it is used, a safetensors header is bounds-checked before safetensors sees it, and only
 safetensors and strict JSON are read: nothing here can unpickle.
 """
 
@@ -17,14 +19,17 @@ from .checksum import CHECKSUMS, file_digest
 from .format import (
     FORMAT,
     MANIFEST,
+    MANIFEST_DIGEST,
     MODEL_FILE,
     VERSION,
     Checkpoint,
     CheckpointError,
     check_name,
+    manifest_digest,
     read_json,
 )
 from .optimizer_state import unflatten_optimizer_state
+from .schema import check_depth, check_manifest, check_optimizer_json
 
 MAX_HEADER_BYTES = 100 * 1024**2  # real headers are KBs; a larger claim is corruption or hostile
 _PTH_HINT = "if it is a .pth/.pt file from another tool, use load_from (weights only)"
@@ -84,16 +89,36 @@ def _read_manifest(d: Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise CheckpointError(f"{d / MANIFEST}: expected format '{FORMAT}', found {found!r}")
-    if not isinstance(manifest.get("version"), int) or manifest["version"] > VERSION:
+    version = manifest.get("version")
+    if type(version) is not int or not 1 <= version <= VERSION:
         raise CheckpointError(
-            f"{d / MANIFEST}: format version {manifest.get('version')!r} is "
-            f"not supported (this acchooks reads <= {VERSION}); upgrade acchooks"
+            f"{d / MANIFEST}: format version {version!r} is not supported (this acchooks "
+            f"reads 1 to {VERSION}); upgrade acchooks if the checkpoint is newer"
         )
-    if not isinstance(manifest.get("files"), dict) or not isinstance(
-        manifest.get("contents"), dict
-    ):
-        raise CheckpointError(f"{d / MANIFEST}: expected 'files' and 'contents' mappings")
+    _check_own_digest(manifest, d / MANIFEST)
+    check_depth(manifest, d / MANIFEST)
+    check_manifest(manifest, d / MANIFEST)
     return manifest
+
+
+def _check_own_digest(manifest: dict, file: Path) -> None:
+    """Version 2 manifests carry their own digest; version 1 (earlier acchooks) may not."""
+    recorded = manifest.get(MANIFEST_DIGEST)
+    if recorded is None and manifest["version"] == 1:
+        return
+    if not isinstance(recorded, dict) or not any(isinstance(v, str) for v in recorded.values()):
+        raise CheckpointError(
+            f"{file}: field '{MANIFEST_DIGEST}' is missing or malformed (found "
+            f"{recorded!r}); a version-{manifest['version']} manifest records its own digest, "
+            "so this one is damaged (use an older checkpoint)"
+        )
+    algo, digest = next((a, v) for a, v in recorded.items() if isinstance(v, str))
+    actual = manifest_digest(manifest) if algo == "xxh3_128" else None
+    if actual != digest:
+        raise CheckpointError(
+            f"{file}: expected {MANIFEST_DIGEST} {algo} {digest}, found {actual}; the "
+            "manifest was changed or is corrupt (use an older checkpoint)"
+        )
 
 
 def _verify_file(f: Path, info: dict, verify: str) -> None:
@@ -123,13 +148,18 @@ def _verify_file(f: Path, info: dict, verify: str) -> None:
         )
 
 
+def _listed(d: Path, manifest: dict, fname: str) -> Path:
+    """``d / fname`` if the manifest lists it (so it was verified); else CheckpointError."""
+    if check_name(fname, str(d / MANIFEST)) not in manifest["files"]:
+        raise CheckpointError(f"{d / MANIFEST}: '{fname}' is used but not listed in 'files'")
+    return d / fname
+
+
 def _read_group(
     d: Path, manifest: dict, fname: str, device: str | torch.device
 ) -> dict[str, torch.Tensor]:
     """One safetensors file of the checkpoint, with its tied-weight aliases restored."""
-    if check_name(fname, str(d / MANIFEST)) not in manifest["files"]:
-        raise CheckpointError(f"{d / MANIFEST}: '{fname}' is used but not listed in 'files'")
-    out = read_safetensors(d / fname, device)
+    out = read_safetensors(_listed(d, manifest, fname), device)
     for alias, key in manifest.get("aliases", {}).get(fname, {}).items():
         if key not in out:
             raise CheckpointError(f"{d / fname}: alias '{alias}' points to missing '{key}'")
@@ -163,7 +193,8 @@ def load_checkpoint(
         # Always CPU, as optimizer.state_dict() has them: load_state_dict moves each state
         # tensor to its param's device but keeps Adam's 'step' where it finds it.
         otensors = _read_group(d, manifest, tfile, "cpu")
-        data = read_json(d / check_name(jfile, str(d / MANIFEST)))
+        data = read_json(_listed(d, manifest, jfile))
+        check_optimizer_json(data, d / jfile)
         try:
             optimizer_state = unflatten_optimizer_state(otensors, data)
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
@@ -172,5 +203,11 @@ def load_checkpoint(
         name: _read_group(d, manifest, f, map_location)
         for name, f in contents.get("tensors", {}).items()
     }
-    state = read_json(d / check_name(contents["state"], str(d))) if contents.get("state") else {}
+    state = {}
+    if contents.get("state"):
+        sfile = _listed(d, manifest, contents["state"])
+        state = read_json(sfile)
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{sfile}: expected a JSON mapping, found {type(state).__name__}")
+        check_depth(state, sfile)
     return Checkpoint(d, manifest, model_state, optimizer_state, groups, state)

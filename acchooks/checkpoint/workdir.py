@@ -7,7 +7,6 @@ manifest); ``<work_dir>/latest`` is a one-line text file naming the newest one.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -39,72 +38,103 @@ def list_checkpoints(directory: str | Path, prefix: str) -> list[tuple[int, Path
     )
 
 
-def _iter_of(manifest: dict | None) -> int:
-    it = (manifest or {}).get("meta", {}).get("iter") if isinstance(manifest, dict) else None
+def _iter_of(manifest: dict) -> int:
+    it = manifest.get("meta", {}).get("iter")
     return it if isinstance(it, int) and not isinstance(it, bool) else -1
 
 
-def _peek_manifest(d: Path) -> dict | None:
-    """The manifest of a rejected checkpoint if it still parses (to rank it)."""
-    try:
-        m = json.loads((d / MANIFEST).read_text(encoding="utf-8"))
-        return m if isinstance(m, dict) else None
-    except (OSError, ValueError):
-        return None
+def is_full_state(manifest: dict) -> bool:
+    """Does the checkpoint hold what a resume needs (the optimizer state), not only weights
+    (``save_optimizer=False``, ``best_*``)?"""
+    return bool(manifest["contents"].get("optimizer"))
 
 
-def _candidates(wd: Path) -> tuple[list[tuple[tuple[int, float], Path]], list[Path]]:
-    """Checkpoint-looking dirs of ``wd``: those whose manifest parses, keyed by
-    ``(meta['iter'], manifest mtime)``, and those whose manifest does not."""
-    ranked: list[tuple[tuple[int, float], Path]] = []
-    unreadable: list[Path] = []
+def nonfinite_weights(manifest: dict) -> list[str]:
+    """The model tensors a checkpoint recorded as holding NaN/inf (empty: all finite)."""
+    return list(manifest.get("meta", {}).get("nonfinite_weights") or [])
+
+
+def _scan(wd: Path) -> tuple[list[tuple[tuple[int, float], Path, dict]], list[tuple[float, str]]]:
+    """Checkpoint-looking dirs of ``wd``: those whose manifest verifies (digest, schema),
+    keyed by ``(meta['iter'], manifest mtime)``, newest first; and ``(mtime, reason)`` of
+    those whose manifest does not."""
+    ranked: list[tuple[tuple[int, float], Path, dict]] = []
+    rejected: list[tuple[float, str]] = []
     for d in sorted(wd.iterdir()):
         # Hidden entries are staging/trash dirs of unfinished saves and deletes.
         if d.name.startswith(".") or not d.is_dir():
             continue
         if not (CHECKPOINT_NAME.fullmatch(d.name) or (d / MANIFEST).exists()):
             continue
-        manifest = _peek_manifest(d)
-        if manifest is None:
-            unreadable.append(d)
+        mtime = (d / MANIFEST).stat().st_mtime if (d / MANIFEST).is_file() else d.stat().st_mtime
+        try:
+            manifest = verify_checkpoint(d, "none")
+        except CheckpointError as e:
+            rejected.append((mtime, f"skipped {d.name}: {e}"))
         else:
-            ranked.append(((_iter_of(manifest), (d / MANIFEST).stat().st_mtime), d))
-    return ranked, unreadable
+            ranked.append(((_iter_of(manifest), mtime), d, manifest))
+    ranked.sort(key=lambda x: x[0], reverse=True)
+    return ranked, rejected
 
 
-def find_latest(work_dir: str | Path, verify: str = "checksum") -> tuple[Path | None, list[str]]:
+def _usable(
+    wd: Path, verify: str, full_state: bool, first_only: bool
+) -> tuple[list[Path], list[str]]:
+    """Checkpoints of ``wd`` that verify with ``verify``, newest first (only the newest with
+    ``first_only``), and why newer ones were skipped (weights-only ones silently)."""
+    ranked, rejected = _scan(wd)
+    found: list[Path] = []
+    reasons = []
+    newest = None
+    for key, d, manifest in ranked:
+        if full_state and not is_full_state(manifest):
+            continue
+        try:
+            verify_checkpoint(d, verify)
+        except CheckpointError as e:
+            reasons += [] if found else [f"skipped {d.name}: {e}"]  # newer than the winner
+            continue
+        bad = nonfinite_weights(manifest)
+        if bad:  # kept for debugging, never resumed from automatically
+            why = f"skipped {d.name}: non-finite values in {', '.join(bad[:5])}"
+            reasons += [] if found else [why]
+            continue
+        found.append(d)
+        newest = key if newest is None else newest
+        if first_only:
+            break
+    # no usable manifest: report those that look newer than the winner
+    reasons += [r for mtime, r in rejected if newest is None or mtime >= newest[1]]
+    return found, reasons
+
+
+def find_latest(
+    work_dir: str | Path, verify: str = "checksum", full_state: bool = False
+) -> tuple[Path | None, list[str]]:
     """The newest checkpoint under ``work_dir`` that verifies, and why newer ones did not.
 
     Candidates are visible sub-directories named ``epoch_N``/``iter_N`` or holding a
-    manifest; newest means the highest ``meta['iter']``, then the latest manifest mtime.
-    They are verified newest first and the first that passes wins, so checksums are
-    computed only for it and for newer, damaged ones.
+    manifest, whose manifest verifies (its digest and schema); newest means the highest
+    ``meta['iter']``, then the latest manifest mtime. They are verified newest first and
+    the first that passes wins, so checksums are computed only for it and for newer,
+    damaged ones. Checkpoints with non-finite weights are never picked; with
+    ``full_state`` neither are weights-only ones (what auto-resume needs).
     """
     wd = Path(work_dir)
     if not wd.is_dir():
         return None, []
-    ranked, unreadable = _candidates(wd)
-    best: tuple[tuple[int, float], Path] | None = None
-    reasons = []
-    for key, d in sorted(ranked, key=lambda x: x[0], reverse=True):
-        try:
-            manifest = verify_checkpoint(d, verify)
-        except CheckpointError as e:
-            reasons.append(f"skipped {d.name}: {e}")
-            continue
-        bad = manifest.get("meta", {}).get("nonfinite_weights")
-        if bad:  # kept for debugging, never resumed from automatically
-            reasons.append(f"skipped {d.name}: non-finite values in {', '.join(bad[:5])}")
-            continue
-        best = (key, d)
-        break
-    for d in unreadable:  # no usable manifest: report those that look newer than the winner
-        if best is None or d.stat().st_mtime >= best[0][1]:
-            try:
-                verify_checkpoint(d, "none")
-            except CheckpointError as e:
-                reasons.append(f"skipped {d.name}: {e}")
-    return (best[1] if best else None), reasons
+    found, reasons = _usable(wd, verify, full_state, first_only=True)
+    return (found[0] if found else None), reasons
+
+
+def resume_candidates(work_dir: str | Path) -> tuple[list[Path], list[str]]:
+    """Every checkpoint auto-resume may try, newest first: full state, finite weights, a
+    manifest that verifies and files of the listed sizes; and why newer ones were skipped.
+    No file is hashed here: the load that follows verifies each checksum, once."""
+    wd = Path(work_dir)
+    if not wd.is_dir():
+        return [], []
+    return _usable(wd, "size", full_state=True, first_only=False)
 
 
 def update_latest_pointer(work_dir: str | Path, ckpt_path: str | Path) -> None:

@@ -53,7 +53,7 @@ def _resume_read_only(cfg) -> str | None:
 
     out = (cfg.get("checkpoint_config") or {}).get("out_dir")
     where = checkpoint_dir(cfg.work_dir, out)
-    found, _ = find_latest(where) if osp.isdir(where) else (None, [])
+    found, _ = find_latest(where, full_state=True) if osp.isdir(where) else (None, [])
     return str(found) if found else None
 
 

@@ -9,18 +9,21 @@ checkpoints go to ``<out_dir>/<basename of work_dir>``; default the work dir),
 Retention works from the checkpoints that exist in the directory (never from names
 guessed from the interval), counts only complete ones, never removes the one just
 saved, and runs only after the new checkpoint is committed, so even ``max_keep_ckpts=1``
-keeps the previous complete checkpoint until the new one is in place. This hook only
+keeps the previous complete checkpoint until the new one is in place; it never removes the
+newest checkpoint with finite weights (the one ``latest`` names), so a NaN streak cannot
+rotate the last good checkpoint away. This hook only
 decides *when*; the runner's Checkpointer writes (main process, atomic directory, every
 process waits for the commit), keeps the directory and rotates.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from ..config.checks import integer, optional, require, string
 from ..registry import HOOKS
 from .hook import Hook
+from .options import CHECKPOINT_CONFIG
 from .priority import Priority
 
 if TYPE_CHECKING:
@@ -43,14 +46,24 @@ class CheckpointHook(Hook):
         max_keep_ckpts: int = -1,
         save_last: bool = True,
     ):
-        require(
-            (integer, interval, "checkpoint_config.interval"),
-            (integer, max_keep_ckpts, "checkpoint_config.max_keep_ckpts"),
-            (optional(string.named("a path")), out_dir, "checkpoint_config.out_dir"),
+        CHECKPOINT_CONFIG.check(
+            dict(
+                interval=interval,
+                by_epoch=by_epoch,
+                save_optimizer=save_optimizer,
+                out_dir=out_dir,
+                max_keep_ckpts=max_keep_ckpts,
+                save_last=save_last,
+            )
         )
         self.interval, self.by_epoch = interval, by_epoch
         self.save_optimizer, self.out_dir = save_optimizer, out_dir
         self.max_keep_ckpts, self.save_last = max_keep_ckpts, save_last
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any], path: str = "checkpoint_config") -> list[str]:
+        """Every problem of ``checkpoint_config``, found before anything is built."""
+        return CHECKPOINT_CONFIG.problems(cfg, path)
 
     def checkpoint_out_dir(self) -> str | None:
         return self.out_dir
@@ -58,6 +71,10 @@ class CheckpointHook(Hook):
     def before_run(self, runner: Runner) -> None:
         # Leftovers of a killed save are never checkpoints; remove them before we save.
         runner.checkpointer.prepare()
+
+    def after_run(self, runner: Runner) -> None:
+        # Weights gone NaN/inf: said loudly (an error under optimizer_config.nonfinite='raise').
+        runner.checkpointer.finish()
 
     def _save(self, runner: Runner, name: str) -> None:
         path = runner.checkpointer.save(name, weights_only=not self.save_optimizer)

@@ -31,7 +31,7 @@ import torch
 
 from ..accelerate_internals import direct_inner_optimizer, set_micro_step
 from ..config.checks import positive_int
-from ..errors import ConfigError, did_you_mean
+from ..errors import ConfigError, NonFiniteError, did_you_mean
 from ..registry import HOOKS
 from .hook import Hook
 from .priority import Priority
@@ -78,7 +78,9 @@ class OptimizerHook(Hook):
     NaN/inf on any process, naming the step, the processes and the loss terms;
     ``'skip'`` drops that step on every process (zero_grad, no update, the schedules do
     not advance) and logs the running count as ``skipped_steps``. The decision is taken
-    jointly (one gather of a flag) so the replicas never diverge.
+    jointly (one gather of a flag) so the replicas never diverge. Under ``'raise'`` a
+    checkpoint (or the end of the run) with non-finite weights also stops the run with an
+    error; otherwise the run ends with a loud message (see docs/checkpoints.md).
     """
 
     priority = Priority.ABOVE_NORMAL
@@ -106,6 +108,9 @@ class OptimizerHook(Hook):
         self._wrapper = None  # the prepared optimizer _inner was found for
         self._inner = None  # its inner optimizer, when stepping it directly is equivalent
         self._bad_loss: torch.Tensor | None = None  # any non-finite loss in this window
+
+    def nonfinite_policy(self) -> str | None:
+        return self.nonfinite
 
     def state_dict(self) -> dict:
         return {"skipped_steps": self.skipped_steps}
@@ -244,7 +249,7 @@ class OptimizerHook(Hook):
             f" on process(es) {ranks} of {acc.num_processes}"
         )
         if self.nonfinite == "raise":
-            raise FloatingPointError(
+            raise NonFiniteError(
                 f"non-finite loss or gradients at {where}; loss terms on "
                 f"process {acc.process_index}: {terms}; set "
                 f"optimizer_config.nonfinite='skip' to skip such steps"

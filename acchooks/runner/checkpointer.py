@@ -17,6 +17,14 @@ A full checkpoint holds these named parts (state by name, never by position):
 ``hooks``      each stateful hook's ``state_dict()`` under its ``state_key``
 =============  ==============================================================
 
+Reliability: a checkpoint whose weights hold NaN/inf is kept for inspection but is never
+``latest`` nor resumed automatically; retention never removes the newest finite checkpoint
+nor the one ``latest`` names; a run that ends with non-finite weights says so (and, under
+``optimizer_config.nonfinite='raise'``, stops with an error at the first such save).
+Auto-resume tries only full-state, finite checkpoints, newest first, each read and checked
+completely (every file verified once) before anything is loaded, and falls back to the next
+older one when a newer one cannot be resumed; every process makes the same choice.
+
 Where: :func:`checkpoint_dir` is the only place a save directory is derived, with
 mmcv's meaning of ``out_dir`` (>= 1.3.16): ``<out_dir>/<basename of work_dir>``, or the
 work dir when it is None. The run's directory follows ``checkpoint_config.out_dir``
@@ -34,9 +42,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .. import checkpoint as ckpt_io  # the bytes on disk (looked up at call time: tests patch it)
-from ..errors import ConfigError
+from ..errors import NonFiniteError
 from .fsdp import full_optimizer_state, full_tensors, is_fsdp
-from .rng import gather_rng_states, restore_rng_states
+from .nonfinite import ended_nonfinite, has_nonfinite_parameters, last_good, nonfinite_tensors
+from .resume import all_agree, apply_resumable, main_says, read_resumable
+from .rng import gather_rng_states
 
 if TYPE_CHECKING:
     from .runner import Runner
@@ -56,6 +66,7 @@ class Checkpointer:
 
     def __init__(self, runner: Runner) -> None:
         self._runner = runner
+        self.nonfinite_saves: list[str] = []  # this run's checkpoints with NaN/inf weights
 
     # ---------------------------------------------------------------- where
     @property
@@ -88,17 +99,23 @@ class Checkpointer:
         runner.accelerator.wait_for_everyone()
 
     def remove(self, path: str) -> None:
-        """Remove a committed checkpoint. A collective: call it on every process."""
+        """Remove a committed checkpoint (never the one ``latest`` names). A collective:
+        call it on every process."""
         runner = self._runner
         if runner.is_main_process and osp.exists(path):
-            ckpt_io.remove_checkpoint(path)
+            if Path(osp.realpath(path)) in self._protected(osp.dirname(path), []):
+                runner.logger.warning(f"not removing {path}: the latest pointer names it")
+            else:
+                ckpt_io.remove_checkpoint(path)
         runner.accelerator.wait_for_everyone()
 
     def retain(self, saved: str, keep: int) -> None:
         """Keep the newest ``keep`` complete ``<prefix>_<N>`` checkpoints of the run's
-        directory, counting ``saved`` (committed by now), removing the oldest by N. Only
-        the main process looks and deletes (others may see a directory mid-delete, and a
-        per-removal barrier would then deadlock); a collective."""
+        directory, counting ``saved`` (committed by now), removing the oldest by N; never
+        the newest one with finite weights nor the one ``latest`` names (a NaN streak never
+        rotates the last good checkpoint away). Only the main process looks and deletes
+        (others may see a directory mid-delete, and a per-removal barrier would then
+        deadlock); a collective."""
         runner = self._runner
         m = _NUMBERED.fullmatch(osp.basename(saved))
         if runner.is_main_process and m and keep > 0:
@@ -106,9 +123,35 @@ class Checkpointer:
             found = [
                 p for _, p in ckpt_io.list_checkpoints(root, m.group(1)) if osp.basename(p) != m[0]
             ]
-            for p in found[: max(len(found) - (keep - 1), 0)]:
-                ckpt_io.remove_checkpoint(p)
+            doomed = found[: max(len(found) - (keep - 1), 0)]
+            kept = self._protected(root, [Path(saved), *reversed(found)])
+            for p in doomed:
+                if Path(osp.realpath(p)) in kept:
+                    runner.logger.warning(
+                        f"keeping {p.name} beyond max_keep_ckpts={keep}: it is the newest "
+                        "checkpoint with finite weights (what latest names)"
+                    )
+                else:
+                    ckpt_io.remove_checkpoint(p)
         runner.accelerator.wait_for_everyone()
+
+    def _protected(self, root: str, newest_first: list[Path]) -> set[Path]:
+        """What retention must not remove (real paths): the checkpoint ``latest`` names,
+        and the newest of ``newest_first`` whose manifest verifies and records finite
+        weights."""
+        kept = set()
+        pointed = ckpt_io.read_latest_pointer(root)
+        if pointed is not None:
+            kept.add(Path(osp.realpath(pointed)))
+        for p in newest_first:
+            try:
+                manifest = ckpt_io.verify_checkpoint(p, "none")
+            except ckpt_io.CheckpointError:
+                continue
+            if not ckpt_io.nonfinite_weights(manifest):
+                kept.add(Path(osp.realpath(p)))
+                break
+        return kept
 
     # ---------------------------------------------------------------- save
     def save(
@@ -129,11 +172,13 @@ class Checkpointer:
         model_state = acc.get_state_dict(runner.model)  # collective under FSDP/DeepSpeed
         rng = gather_rng_states(acc)  # collective
         optimizer_state, hook_states = self._gather(weights_only)
+        finite = True
         if acc.is_main_process:
             tensors: dict[str, dict[str, torch.Tensor]] = {"rng": rng}
             state = self._state(hook_states, tensors)
             meta = self._meta(state["counters"])
-            latest = self._mark_nonfinite(name, model_state, meta) and latest
+            finite = self._mark_nonfinite(name, model_state, meta)
+            latest = finite and latest
             os.makedirs(root, exist_ok=True)
             cpu_state = {k: v.cpu() for k, v in model_state.items()}
             ckpt_io.save_checkpoint(
@@ -147,8 +192,35 @@ class Checkpointer:
             if latest:
                 ckpt_io.update_latest_pointer(root, path)
             runner.logger.info(f"Saving checkpoint at {name} ({state['counters']['iter']} iters)")
-        acc.wait_for_everyone()  # nobody goes on before the checkpoint is committed
+        # every process waits for the commit here and learns whether the weights are finite
+        if not main_says(acc, finite):
+            self._nonfinite_saved(name)
         return path
+
+    def _nonfinite_saved(self, name: str) -> None:
+        """Remember a checkpoint with NaN/inf weights; stop under ``nonfinite='raise'``."""
+        self.nonfinite_saves.append(name)
+        if self.nonfinite_policy() == "raise":
+            raise NonFiniteError(
+                f"checkpoint {name} holds non-finite weights (kept for inspection, not "
+                f"latest); stopping as optimizer_config.nonfinite='raise' asks. "
+                f"{last_good(self.latest)}"
+            )
+
+    def nonfinite_policy(self) -> str | None:
+        """What the run asks for non-finite values (``optimizer_config.nonfinite``)."""
+        return next((p for h in self._runner.hooks.hooks if (p := h.nonfinite_policy())), None)
+
+    def finish(self) -> None:
+        """After the run: if the weights it ends with are non-finite, say so loudly (and
+        raise under ``nonfinite='raise'``, for a non-zero exit status). A collective."""
+        runner = self._runner
+        if all_agree(runner.accelerator, not has_nonfinite_parameters(runner.unwrapped_model)):
+            return
+        msg = ended_nonfinite(self.nonfinite_saves, last_good(self.latest))
+        if self.nonfinite_policy() == "raise":
+            raise NonFiniteError(msg)
+        runner.logger.error("!" * 78 + "\n" + msg + "\n" + "!" * 78)
 
     def _gather(self, weights_only: bool) -> tuple[dict | None, dict[str, Any]]:
         """The optimizer state (main process; every process gathers under FSDP) and each
@@ -189,11 +261,7 @@ class Checkpointer:
     def _mark_nonfinite(self, name: str, model_state: dict, meta: dict) -> bool:
         """Record non-finite weights in ``meta``; False if there are any: such a
         checkpoint is kept for inspection but never ``latest`` nor picked by auto."""
-        bad = [
-            k
-            for k, v in model_state.items()
-            if v.is_floating_point() and not torch.isfinite(v).all()
-        ]
+        bad = nonfinite_tensors(model_state)
         if not bad:
             return True
         meta["nonfinite_weights"] = bad
@@ -205,9 +273,9 @@ class Checkpointer:
 
     # ---------------------------------------------------------------- resume
     def find_resumable(self) -> Path | None:
-        """The newest complete, verified checkpoint of the run's directory (logging why
-        newer ones were skipped), or None. Reads only."""
-        found, rejected = ckpt_io.find_latest(self.directory)
+        """The newest full-state, finite checkpoint of the run's directory that verifies
+        (logging why newer ones were skipped), or None. Reads only."""
+        found, rejected = ckpt_io.find_latest(self.directory, full_state=True)
         for reason in rejected:
             self._runner.logger.warning(f"resume auto: {reason}")
         return found
@@ -215,71 +283,56 @@ class Checkpointer:
     def resume(self, path: str) -> str | None:
         """Restore the whole training state from ``path``, or from the newest resumable
         checkpoint with ``'auto'`` (None, and a fresh start, when there is none)."""
-        runner = self._runner
         if path == "auto":
-            found = self.find_resumable()
-            if found is None:
-                runner.logger.info(
-                    f"resume auto: no complete checkpoint in {[self.directory]}; starting fresh"
-                )
-                return None
-            path = str(found)
+            return self._resume_auto()
         path = ckpt_io.follow_latest(path)
-        ckpt = ckpt_io.load_checkpoint(path)
-        if ckpt.optimizer_state is None:
-            raise ConfigError(
-                f"resume_from: {path} holds weights only (saved with "
-                f"save_optimizer=False); use load_from to start from its weights"
-            )
-        from .restore import load_model_and_optimizer
+        self._apply(read_resumable(self._runner, path), path)
+        return path
 
-        load_model_and_optimizer(runner, ckpt, path)
-        runner.state.load_state_dict(ckpt.state["counters"])
-        scaler = ckpt.state.get("scaler")
-        if scaler is not None and runner.accelerator.scaler is not None:
-            runner.accelerator.scaler.load_state_dict(scaler)
-        self._load_hooks(ckpt)
-        self._load_rng(ckpt)
+    def _resume_auto(self) -> str | None:
+        """Try the candidates newest first (the main process's list, on every process);
+        the first that every process reads and checks completely is loaded."""
+        runner = self._runner
+        acc = runner.accelerator
+        names, reasons = [], []
+        if acc.is_main_process:
+            found, reasons = ckpt_io.resume_candidates(self.directory)
+            names = [str(p) for p in found]
+        for reason in reasons:
+            runner.logger.warning(f"resume auto: {reason}")
+        for path in main_says(acc, names):
+            try:
+                loaded, problem = read_resumable(runner, path), None
+            except Exception as e:  # nothing was loaded yet: any failure means "next one"
+                loaded = None
+                problem = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+            if all_agree(acc, problem is None):
+                self._apply(loaded, path)
+                return path
+            runner.logger.warning(
+                f"resume auto: skipped {osp.basename(path)}: "
+                f"{problem or 'another process could not read it'}; trying an older checkpoint"
+            )
+        self._fresh_start()
+        return None
+
+    def _fresh_start(self) -> None:
+        runner = self._runner
+        weights, _ = ckpt_io.find_latest(self.directory, verify="size")
+        if weights is not None and not ckpt_io.is_full_state(ckpt_io.verify_checkpoint(weights)):
+            runner.logger.warning(
+                f"resume auto: {weights.name} holds weights only (save_optimizer=False or a "
+                f"best checkpoint), which cannot be resumed; set load_from={str(weights)!r} "
+                f"to start from its weights"
+            )
+        runner.logger.info(
+            f"resume auto: no complete checkpoint to resume in {[self.directory]}; starting fresh"
+        )
+
+    def _apply(self, loaded: Any, path: str) -> None:
+        runner = self._runner
+        apply_resumable(runner, loaded)
         st = runner.state
         runner.logger.info(
             f"resumed from {path}: epoch {st.epoch}, iter {st.iter}, step {st.steps}"
-        )
-        return path
-
-    def _load_hooks(self, ckpt: Any) -> None:
-        runner = self._runner
-        saved = dict(ckpt.state.get("hooks", {}))
-        for h in runner.hooks.hooks:
-            if h.state_key in saved:
-                group = ckpt.tensors.get(f"hook.{h.state_key}", {})
-                h.load_state_dict(ckpt_io.join_tensors(saved.pop(h.state_key), group))
-        if saved:
-            runner.logger.warning(
-                f"resume: no registered hook claims the saved state of {sorted(saved)}"
-            )
-
-    def _load_rng(self, ckpt: Any) -> None:
-        """Restore each process's RNG states; with another number of processes re-express
-        the epoch's position in the new global batch instead (and say what changes)."""
-        runner = self._runner
-        meta = ckpt.manifest.get("meta", {})
-        ws, acc = meta.get("world_size"), runner.accelerator
-        if ws == acc.num_processes and "rng" in ckpt.tensors:
-            restore_rng_states(ckpt.tensors["rng"], acc.process_index)
-            return
-        old_gb, new_gb = meta.get("global_batch"), runner.meta.get("global_batch")
-        st = runner.state
-        if st.batches_done and old_gb and new_gb:
-            uneven = st.rebatch(old_gb, new_gb)
-            if uneven is not None:
-                runner.logger.warning(
-                    f"resume: {uneven} samples of epoch {st.epoch + 1} were consumed, not a "
-                    f"multiple of the new global batch {new_gb}; skipping "
-                    f"{st.batches_done * new_gb} of them"
-                )
-        runner.logger.warning(
-            f"resume: checkpoint written by {ws} processes (global batch {old_gb}), now "
-            f"{acc.num_processes} processes (global batch {new_gb}); the epoch's sample order "
-            f"is unchanged, iterations per epoch and optimizer steps per epoch change with the "
-            f"global batch, and the per-process RNG states are re-derived from the seed"
         )

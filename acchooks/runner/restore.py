@@ -11,10 +11,10 @@ from ..errors import ConfigError
 from .fsdp import ShapeView, full_shapes, is_fsdp, load_full_state
 
 
-def load_model_and_optimizer(runner: Any, ckpt: Any, path: str) -> None:
-    """Check ``ckpt`` against the run's model and optimizer (every problem in one
-    ConfigError naming ``path``), then load both."""
-    if is_fsdp(runner.accelerator):  # check against the unsharded shapes, load full states
+def check_model_and_optimizer(runner: Any, ckpt: Any, path: str) -> None:
+    """Check ``ckpt`` against the run's model and optimizer without touching either:
+    every problem in one ConfigError naming ``path``."""
+    if is_fsdp(runner.accelerator):  # check against the unsharded shapes
         with full_shapes(runner.model) as shapes:
             problems = check_model(
                 ckpt.model_state, ShapeView(shapes), f"{ckpt.path}/model.safetensors"
@@ -25,12 +25,17 @@ def load_model_and_optimizer(runner: Any, ckpt: Any, path: str) -> None:
                 f"{ckpt.path}/optimizer.json",
                 ckpt.meta.get("optimizer_type"),
             )
-        if problems:
-            raise ConfigError([f"resume_from {path}: {p}" for p in problems])
-        load_full_state(runner.model, runner.optimizer, ckpt.model_state, ckpt.optimizer_state)
-        return
-    problems = check_compatible(ckpt, runner.unwrapped_model, runner.optimizer)
+    else:
+        problems = check_compatible(ckpt, runner.unwrapped_model, runner.optimizer)
     if problems:
         raise ConfigError([f"resume_from {path}: {p}" for p in problems])
+
+
+def load_model_and_optimizer(runner: Any, ckpt: Any) -> None:
+    """Load a checked (:func:`check_model_and_optimizer`) checkpoint's model and optimizer
+    state; unsharded states into FSDP shards."""
+    if is_fsdp(runner.accelerator):
+        load_full_state(runner.model, runner.optimizer, ckpt.model_state, ckpt.optimizer_state)
+        return
     runner.unwrapped_model.load_state_dict(ckpt.model_state)
     runner.optimizer.load_state_dict(ckpt.optimizer_state)

@@ -98,6 +98,18 @@ class TrainState:
             "samples": self.samples,
         }
 
+    @staticmethod
+    def check_state_dict(state: Any) -> str | None:
+        """What is wrong with a saved :meth:`state_dict` (the field, what it should be, what
+        it is), or None; checked before a resume touches anything."""
+        if not isinstance(state, dict):
+            return f"field 'counters' should be a mapping, found {type(state).__name__}"
+        for k in ("epoch", "iter", "inner_iter", "step", "samples"):
+            v = state.get(k, 0 if k == "samples" else None)  # older checkpoints: no samples
+            if type(v) is not int or v < 0:
+                return f"field 'counters.{k}' should be a non-negative int, found {v!r}"
+        return None
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch = self.epochs_done = int(state["epoch"])
         self.iter = self.iters_done = int(state["iter"])
@@ -115,3 +127,30 @@ class TrainState:
 
     def __repr__(self) -> str:
         return f"TrainState({', '.join(f'{k}={getattr(self, k)}' for k in self.__slots__)})"
+
+
+class TrainStateViews:
+    """mmcv's runner attributes ``epoch``, ``iter``, ``inner_iter`` and ``step`` as
+    read-only views of ``self.state`` (a mixin of the Runner)."""
+
+    state: TrainState
+
+    @property
+    def epoch(self) -> int:
+        """Index of the current train epoch (= train epochs completed before it)."""
+        return self.state.epoch
+
+    @property
+    def iter(self) -> int:
+        """Index of the current train iteration (= completed before it), as in mmcv."""
+        return self.state.iter
+
+    @property
+    def inner_iter(self) -> int:
+        """Index of the current batch within its epoch."""
+        return self.state.inner_iter
+
+    @property
+    def step(self) -> int:
+        """Optimizer steps that really happened (what the schedules follow)."""
+        return self.state.steps
