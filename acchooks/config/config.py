@@ -6,6 +6,7 @@ A config file is executed in a fresh namespace; its top-level plain-data names
 
 from __future__ import annotations
 
+import ast
 import copy
 import keyword
 import math
@@ -13,91 +14,22 @@ import os
 import pprint
 import traceback
 import types
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, NamedTuple
 
-from ..errors import ConfigError, closest, did_you_mean
+from ..errors import ConfigError, closest
+from . import references as refs
+from .config_dict import ConfigDict, convert
 from .options import merge_dicts, set_by_path, strip_delete
 
-BASE_KEY = "_base_"
+BASE_KEY = refs.BASE_KEY
+HELPERS_KEY = "_helpers_"  # how a dumped config keeps its helper names
+_RESERVED = (BASE_KEY, refs.DEPRECATION_KEY, HELPERS_KEY)
 _SCALARS = (type(None), bool, int, float, str)
 
 
 class ConfigFileNotFoundError(ConfigError, FileNotFoundError):
     """A config or ``_base_`` file that does not exist (catchable as either type)."""
-
-
-def _convert(value: Any) -> Any:
-    """Turn nested dicts (also inside lists/tuples) into ConfigDicts, keeping container types."""
-    if isinstance(value, dict) and not isinstance(value, ConfigDict):
-        return ConfigDict(value)
-    if isinstance(value, list):
-        return [_convert(v) for v in value]
-    if type(value) is tuple:  # plain tuples only: namedtuples would lose their fields
-        return tuple(_convert(v) for v in value)
-    return value
-
-
-def _to_plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _to_plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_to_plain(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_to_plain(v) for v in value)
-    return value
-
-
-class ConfigDict(dict):
-    """A dict whose (nested) keys are also attributes: ``cfg.model.type``.
-
-    Dict methods win over keys of the same name (``cfg.data.items`` is the method);
-    use item access for such keys.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__()
-        self.update(*args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):  # protocol lookups (pickle, copy) must fail fast
-            raise AttributeError(name)
-        try:
-            return self[name]
-        except KeyError:
-            keys = [k for k in self if isinstance(k, str)]
-            raise AttributeError(
-                f"no config key '{name}'{did_you_mean(name, keys)} "
-                f"(keys here: {', '.join(keys) or 'none'})"
-            ) from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        self[name] = value
-
-    def __delattr__(self, name: str) -> None:
-        try:
-            del self[name]
-        except KeyError:
-            raise AttributeError(f"no config key '{name}'") from None
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        super().__setitem__(key, _convert(value))
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        for key, value in dict(*args, **kwargs).items():
-            self[key] = value
-
-    def setdefault(self, key: Any, default: Any = None) -> Any:
-        if key not in self:
-            self[key] = default
-        return self[key]
-
-    def copy(self) -> ConfigDict:
-        return ConfigDict(self)
-
-    def to_dict(self) -> dict:
-        """Plain dicts/lists/tuples all the way down."""
-        return _to_plain(self)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -136,11 +68,14 @@ def _data_problem(value: Any, where: str) -> str | None:
     return next((p for w, v in parts if (p := _data_problem(v, w)) is not None), None)
 
 
-def _exec_file(path: str) -> tuple[dict, str]:
+def _exec_file(path: str) -> tuple[dict, str, dict[str, str], set[str]]:
+    """(namespace, source, ``{{_base_.x}}`` placeholders, top-level names read by the code)."""
     with open(path, encoding="utf-8") as f:
         text = f.read()
+    code_text, placeholders = refs.pre_substitute(text)
     try:
-        code = compile(text, path, "exec")
+        tree = ast.parse(code_text, path)
+        code = compile(tree, path, "exec")
     except SyntaxError as e:
         line = (e.text or "").rstrip("\n")
         raise ConfigError(
@@ -156,7 +91,7 @@ def _exec_file(path: str) -> tuple[dict, str]:
         raise ConfigError(
             f"error while executing config {path}{at}: {type(e).__name__}: {e}"
         ) from e
-    return namespace, text
+    return namespace, text, placeholders, refs.read_names(tree, set(namespace))
 
 
 def _base_paths(raw: Any, path: str) -> list[str]:
@@ -167,32 +102,48 @@ def _base_paths(raw: Any, path: str) -> list[str]:
     return [os.path.normpath(os.path.join(folder, os.path.expanduser(b))) for b in items]
 
 
-def _load(path: str, chain: tuple[str, ...] = ()) -> tuple[dict, str]:
-    """(merged plain dict, concatenated source texts) of ``path`` and its bases."""
-    if path in chain:
-        raise ConfigError("circular _base_ chain: " + " -> ".join(chain + (path,)))
-    namespace, text = _exec_file(path)
+class _Loaded(NamedTuple):
+    cfg: dict  # merged, plain
+    text: str  # the source texts, bases first
+    helpers: set[str]  # top-level names the configs' own code reads
+    notes: list[str]  # warnings found while loading
+
+
+def _merge_bases(path: str, namespace: dict, chain: tuple[str, ...]) -> _Loaded:
     merged: dict = {}
     owner: dict[str, str] = {}  # top-level key -> base file that defined it
-    texts: list[str] = []
+    texts, helpers, notes = [], set(), []
     for base in _base_paths(namespace.get(BASE_KEY, []), path):
         if not os.path.isfile(base):
             raise _not_found(base, referrer=path)
-        base_cfg, base_text = _load(base, chain + (path,))
-        for key in base_cfg:
+        loaded = _load(base, chain + (path,))
+        for key in loaded.cfg:
             if key in owner:
                 raise ConfigError(
                     f"key '{key}' is defined in two base configs of {path}: {owner[key]} and "
                     f"{base}; keep it in only one of them, or set it in {path} itself"
                 )
             owner[key] = base
-        merged.update(base_cfg)
-        texts.append(base_text)
+        merged.update(loaded.cfg)
+        texts.append(loaded.text)
+        helpers |= loaded.helpers
+        notes += loaded.notes
+    return _Loaded(merged, "\n".join(texts), helpers, notes)
 
+
+def _load(path: str, chain: tuple[str, ...] = ()) -> _Loaded:
+    """The merged plain config of ``path`` and its bases, their texts, helpers and notes."""
+    if path in chain:
+        raise ConfigError("circular _base_ chain: " + " -> ".join(chain + (path,)))
+    namespace, text, placeholders, read = _exec_file(path)
+    bases = _merge_bases(path, namespace, chain)
+    notes = list(bases.notes)
+    if refs.DEPRECATION_KEY in namespace:
+        notes.append(refs.deprecation_message(namespace[refs.DEPRECATION_KEY], path))
     own: dict = {}
     problems = []
     for name, value in namespace.items():
-        if name.startswith("__") or name == BASE_KEY:
+        if name.startswith("__") or name in _RESERVED:
             continue
         if isinstance(
             value, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type)
@@ -200,11 +151,15 @@ def _load(path: str, chain: tuple[str, ...] = ()) -> tuple[dict, str]:
             continue  # helpers and imports, not configuration
         if (p := _data_problem(value, name)) is not None:
             problems.append(p)
-        own[name] = value
+        own[name] = refs.drop_delete_typos(
+            refs.substitute(value, placeholders, bases.cfg, path), name, notes
+        )
     if problems:
         raise ConfigError(problems, source=path)
-    texts.append(f"# ---- {path} ----\n{text}")
-    return strip_delete(merge_dicts(merged, own)), "\n".join(texts)
+    helpers = bases.helpers | refs.referenced_names(placeholders) | (read & set(own))
+    helpers |= set(namespace.get(HELPERS_KEY) or ())
+    texts = [t for t in (bases.text, f"# ---- {path} ----\n{text}") if t]
+    return _Loaded(strip_delete(merge_dicts(bases.cfg, own)), "\n".join(texts), helpers, notes)
 
 
 # ----------------------------------------------------------------------------- Config
@@ -218,10 +173,19 @@ def _nonfinite(v: Any) -> bool:
 
 
 class Config:
-    """A loaded config: a ConfigDict plus the file it came from and its source text."""
+    """A loaded config: a ConfigDict plus the file it came from and its source text.
+
+    ``helpers``: top-level names the config's own code reads (see
+    :mod:`acchooks.config.references`); ``load_warnings``: what loading found to warn
+    about (``_deprecation_``, ``_delete`` typos), reported with the config check's."""
 
     def __init__(
-        self, cfg_dict: Mapping | None = None, filename: str | None = None, text: str | None = None
+        self,
+        cfg_dict: Mapping | None = None,
+        filename: str | None = None,
+        text: str | None = None,
+        helpers: Iterable[str] = (),
+        load_warnings: Iterable[str] = (),
     ):
         if cfg_dict is None:
             cfg_dict = {}
@@ -230,6 +194,17 @@ class Config:
         object.__setattr__(self, "_cfg_dict", ConfigDict(cfg_dict))
         object.__setattr__(self, "_filename", None if filename is None else os.fspath(filename))
         object.__setattr__(self, "_text", text or "")
+        object.__setattr__(self, "_helpers", frozenset(helpers))
+        object.__setattr__(self, "_load_warnings", tuple(load_warnings))
+
+    @property
+    def helpers(self) -> frozenset[str]:
+        """Top-level names that the config's own expressions (or ``{{_base_.x}}``) read."""
+        return self._helpers
+
+    @property
+    def load_warnings(self) -> tuple[str, ...]:
+        return self._load_warnings
 
     @staticmethod
     def fromfile(path: str | os.PathLike) -> Config:
@@ -239,8 +214,9 @@ class Config:
             raise _not_found(path)
         if not path.endswith(".py"):
             raise ConfigError(f"config file {path}: only Python (.py) config files are supported")
-        cfg, text = _load(path)
-        return Config(cfg, filename=path, text=text)
+        loaded = _load(path)
+        helpers = sorted(n for n in loaded.helpers if n in loaded.cfg)
+        return Config(loaded.cfg, path, loaded.text, helpers, loaded.notes)
 
     @property
     def filename(self) -> str | None:
@@ -264,6 +240,8 @@ class Config:
             body = pprint.pformat(value, width=max(40, 96 - len(key)), sort_dicts=False)
             # pformat indents continuation lines for column 0; shift them under 'key = '
             lines.append(f"{key} = " + body.replace("\n", "\n" + " " * (len(key) + 3)))
+        if self._helpers & set(plain):  # so that a dumped config checks as the original
+            lines.append(f"{HELPERS_KEY} = {sorted(self._helpers & set(plain))!r}")
         if _nonfinite(plain):  # repr() gives bare inf/nan: define them, then drop them
             lines = ["from math import inf, nan", *lines, "del inf, nan"]
         return "\n".join(lines) + "\n"
@@ -290,7 +268,7 @@ class Config:
                 raise ConfigError(
                     f"cfg option '{dotted}': empty key part; use dotted keys like 'optimizer.lr'"
                 )
-            set_by_path(self._cfg_dict, parts, value, str(dotted), wrap=_convert)
+            set_by_path(self._cfg_dict, parts, value, str(dotted), wrap=convert)
 
     def copy(self) -> Config:
         return copy.deepcopy(self)

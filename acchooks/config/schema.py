@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import did_you_mean
 from ..registry import DATASETS, HOOKS, LOSSES, MODELS, RUNNERS
 from .arguments import check_args, check_registered
-from .checks import Check, anything, boolean, instance_of, is_int, positive_int
+from .checks import Check, anything, boolean, folder_problem, instance_of, is_int, positive_int
 from .optionset import Option, OptionSet, declarations
 
 __all__ = ["TOP_LEVEL", "check_args", "check_config", "check_or_raise", "check_registered"]
@@ -52,6 +52,8 @@ TOP_LEVEL = OptionSet(
         Option("fp16", _DICT_OR_NONE),
         Option("progress_config", _DICT_OR_NONE),
         Option("hook_timing", _DICT),
+        Option("mixup", _DICT_OR_NONE),
+        Option("sampler", _DICT_OR_NONE),
         Option("dist_params", _DICT, doc=_MMCV),
         Option("log_level", instance_of(str)),
         *(
@@ -68,6 +70,7 @@ SECTIONS = {
     "hook_timing": ("acchooks.hooks.options", "HOOK_TIMING"),
     "data": ("acchooks.runner.options", "DATA"),
     "log_config": ("acchooks.runner.options", "LOG_CONFIG"),
+    "fp16": ("acchooks.runner.loss_scale", "FP16"),
 }
 WORKFLOW_PHASE = Check(
     "('train', N) or ('val', N) with N >= 1",
@@ -102,13 +105,15 @@ def check_or_raise(
     (those whose dotted path starts with one of ``ignore`` are dropped); returns the
     warnings. What train.py, ``acchooks.testing`` and the tools do before building."""
     from ..errors import ConfigError
+    from .mmcv_compat import translate
     from .options import import_custom_modules
 
     import_custom_modules(cfg.get("custom_imports"))
+    translated, notes = translate(cfg)  # mmcv idioms, rewritten in place
     problems, warnings = check_config(cfg, ignore)
-    if problems:
-        raise ConfigError(problems, source=source)
-    return warnings
+    if translated or problems:
+        raise ConfigError(translated + problems, source=source)
+    return [*getattr(cfg, "load_warnings", ()), *notes, *warnings]
 
 
 def check_config(
@@ -153,8 +158,9 @@ def _bad_keys(cfg: Mapping[str, Any], problems: list[str]) -> Ok:
 def _check_top_level(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     problems: list[str] = []
     warnings: list[str] = []
+    helpers = sorted(k for k in getattr(cfg, "helpers", ()) if k in cfg and k not in TOP_LEVEL)
     for key, value in cfg.items():
-        if key.startswith("_"):
+        if key.startswith("_") or key in helpers:
             continue
         if key not in TOP_LEVEL:
             hint = did_you_mean(key, TOP_LEVEL.names())
@@ -167,6 +173,11 @@ def _check_top_level(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     problems += [
         f"{o.name}: missing (required)" for o in TOP_LEVEL if o.required and o.name not in cfg
     ]
+    if helpers:  # names the config's own expressions read (acchooks.config.references)
+        warnings.append(
+            f"top-level names used only by the config's own expressions, not acchooks keys "
+            f"(ignored): {', '.join(helpers)}"
+        )
     return problems, warnings
 
 
@@ -191,6 +202,16 @@ def _check_progress(pc: Mapping[str, Any]) -> list[str]:
     return decl.PROGRESS_CONFIG.problems(own)
 
 
+def _check_folders(cfg: Mapping[str, Any], ok: Ok) -> list[str]:
+    """The folders a run writes: the work dir and the ``out_dir`` of checkpoints and best
+    checkpoints (which go to ``<out_dir>/<basename of work_dir>``)."""
+    found = [folder_problem(cfg.get("work_dir"), "work_dir", "choose another (--work-dir DIR)")]
+    for key in ("checkpoint_config", "evaluation"):
+        if ok(key) and isinstance(cfg[key], Mapping):
+            found.append(folder_problem(cfg[key].get("out_dir"), f"{key}.out_dir"))
+    return [p for p in found if p is not None]
+
+
 def _check_static(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     """What needs no heavy import: keys, their types, and the plain-value sections."""
     problems, warnings = _check_top_level(cfg)
@@ -202,6 +223,9 @@ def _check_static(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
         problems += _check_progress(cfg["progress_config"])
     if ok("accelerator"):
         problems += _declared("accelerator").problems(cfg["accelerator"], "accelerator")
+    problems += _check_folders(cfg, ok)
+    if ok("fp16") and cfg["fp16"] is not None:
+        problems += _declared("fp16").problems(cfg["fp16"], "fp16")
     return problems, warnings
 
 
@@ -304,7 +328,10 @@ def _check_heavy(cfg: Mapping[str, Any]) -> list[str]:
         ]
     if ok("optimizer") and cfg["optimizer"].get("type") not in torch_optimizers():
         problems += check_optimizer_config(cfg["optimizer"], "optimizer")  # (else: pass 2)
-    return problems
+    from ..datasets.samplers import check_sampler
+    from ..recipes.mixup import check_mixup
+
+    return problems + (check_mixup(cfg) if ok("model") else []) + check_sampler(cfg)
 
 
 def _check_model(model_cfg: Mapping[str, Any]) -> list[str]:
@@ -313,6 +340,7 @@ def _check_model(model_cfg: Mapping[str, Any]) -> list[str]:
 
     problems = []
     model = dict(model_cfg)
+    model.pop("train_cfg", None)  # batch mixing: acchooks.recipes.mixup.check_mixup
     if model.get("init_cfg") is not None:
         problems += check_load_spec(model.pop("init_cfg"), "model.init_cfg", pretrained=True)
     if model.get("loss") is not None:

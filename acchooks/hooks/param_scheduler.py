@@ -3,8 +3,11 @@ before each train iteration from a pure schedule policy plus optional warmup.
 
 The value is recomputed from the counters every iteration (no hidden state), so a
 resumed run gets exactly the values of an uninterrupted one. ``progress`` is the epoch
-when ``by_epoch=True`` and the optimizer-step count otherwise; warmup always counts
-optimizer steps (accumulation micro-steps and skipped fp16 steps do not count).
+when ``by_epoch=True`` and the ``unit`` count otherwise, and warmup counts ``unit``s:
+``unit='step'`` (the default) counts optimizer steps (accumulation micro-steps and skipped
+fp16 steps do not count); ``unit='iter'`` counts train iterations as mmcv does, and is the
+default the config check sets under mmcv's ``optimizer_config.cumulative_iters`` (so
+``warmup_iters=20`` lasts 20 iterations there, as in mmcv).
 
 A policy is chosen as in mmcv: ``lr_config=dict(policy='CosineAnnealing', ...)``, or by
 its hook name, ``dict(type='CosineAnnealingLrUpdaterHook', ...)``; every name is also
@@ -27,7 +30,16 @@ if TYPE_CHECKING:
 
 
 WARMUPS = ("constant", "linear", "exp")
-_OWN = ("policy", "by_epoch", "warmup", "warmup_iters", "warmup_ratio", "warmup_by_epoch")
+UNITS = ("step", "iter")
+_OWN = (
+    "policy",
+    "by_epoch",
+    "warmup",
+    "warmup_iters",
+    "warmup_ratio",
+    "warmup_by_epoch",
+    "unit",
+)
 
 
 class _ParamSchedulerHook(Hook):
@@ -44,6 +56,7 @@ class _ParamSchedulerHook(Hook):
         warmup_iters: int = 0,
         warmup_ratio: float | None = None,
         warmup_by_epoch: bool = False,
+        unit: str = "step",
         **policy_args: Any,
     ):
         args = {
@@ -53,6 +66,7 @@ class _ParamSchedulerHook(Hook):
             "warmup_iters": warmup_iters,
             "warmup_ratio": warmup_ratio,
             "warmup_by_epoch": warmup_by_epoch,
+            "unit": unit,
             **policy_args,
         }
         problems = self.check_config(
@@ -69,6 +83,7 @@ class _ParamSchedulerHook(Hook):
         self.warmup_iters = warmup_iters
         self.warmup_ratio = self.default_warmup_ratio if warmup_ratio is None else warmup_ratio
         self.warmup_by_epoch = warmup_by_epoch
+        self.unit = unit
         self.base_values: list[float] = []
         self.group_args: list[dict[str, Any]] = []
 
@@ -113,6 +128,11 @@ class _ParamSchedulerHook(Hook):
             return problems
         spec = registry_for(path).get(policy_key(policy)).spec
         by_epoch = args.get("by_epoch")
+        if args.get("unit", "step") not in UNITS:
+            problems.append(
+                f"{path}.unit: expected 'step' (optimizer steps) or 'iter' (train "
+                f"iterations, mmcv's), got {args['unit']!r}"
+            )
         if by_epoch is not None and not isinstance(by_epoch, bool):
             problems.append(f"{path}.by_epoch: expected True or False, got {by_epoch!r}")
         if spec.iter_only and by_epoch:
@@ -181,7 +201,8 @@ class _ParamSchedulerHook(Hook):
                 f"EpochBasedRunner (max_epochs); set by_epoch=False"
             )
         elif self.spec.run_check is not None:
-            limit = runner.max_epochs if self.by_epoch else runner.max_steps
+            total = runner.max_iters if self.unit == "iter" else runner.max_steps
+            limit = runner.max_epochs if self.by_epoch else total
             problems += [
                 f"{path} ({self.policy}): {p}" for p in self.spec.run_check(self.policy_args, limit)
             ]
@@ -210,15 +231,17 @@ class _ParamSchedulerHook(Hook):
     def before_train_iter(self, runner: Runner) -> None:
         # the values depend on (step, epoch) only; skip the recomputation when neither the
         # point of the schedule that matters nor the optimizer's groups changed
+        if self.unit == "iter":
+            count, per_epoch, total = runner.iter, runner.epoch_length, runner.max_iters
+        else:
+            count, per_epoch, total = runner.step, runner.steps_per_epoch, runner.max_steps
         key = (
-            runner.epoch if self.by_epoch and self.warmup is None else (runner.step, runner.epoch),
+            runner.epoch if self.by_epoch and self.warmup is None else (count, runner.epoch),
             id(runner.optimizer),
         )
         if key == getattr(self, "_last_key", None):
             return
-        values = self.values_at(
-            runner.step, runner.epoch, runner.steps_per_epoch, runner.max_steps, runner.max_epochs
-        )
+        values = self.values_at(count, runner.epoch, per_epoch, total, runner.max_epochs)
         for g, v in zip(runner.optimizer.param_groups, values, strict=True):
             self._set(g, v)
         self._last_key = key

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import did_you_mean
 from ..registry import Registry, accepted_arguments
-from . import lr, momentum  # noqa: F401 - fill the registries
+from . import lr, mmcls, momentum  # noqa: F401 - fill the registries
 from .base import (
     LR_POLICIES,
     MOMENTUM_POLICIES,

@@ -254,7 +254,10 @@ def lr_schedule(cfg: Config, dataset_size: int | None = None, ngpus: int = 1) ->
         max_epochs=geo.max_epochs,
         max_steps=geo.max_steps,
         steps_per_epoch=geo.steps_per_epoch,
+        max_iters=geo.max_iters,  # lr_config.unit='iter' counts iterations
+        epoch_length=geo.iters_per_epoch,
         step=0,
+        iter=0,
         epoch=0,
     )
     for hook in hooks:
@@ -262,7 +265,7 @@ def lr_schedule(cfg: Config, dataset_size: int | None = None, ngpus: int = 1) ->
     # after before_run: the record's base lr and momentum key are the ones the run starts from
     out = _schedule_record(cfg, geo, optimizer, notes)
     for step, (epoch, it) in enumerate(_step_iterations(geo)):
-        runner.step, runner.epoch = step, epoch
+        runner.step, runner.iter, runner.epoch = step, it, epoch
         for hook in hooks:  # LrUpdaterHook (VERY_HIGH) then MomentumUpdaterHook (HIGH)
             hook.before_train_iter(runner)
         _record_step(out, groups, step, epoch, it)

@@ -1,0 +1,5 @@
+paramwise_cfg = dict(custom_keys={".bias": dict(decay_mult=0.0)})
+optimizer = dict(type="AdamW", lr=1e-3, weight_decay=0.05, paramwise_cfg=paramwise_cfg)
+optimizer_config = dict(grad_clip=dict(max_norm=5.0))
+lr_config = dict(policy="CosineAnnealing", min_lr=0, warmup="linear", warmup_iters=2)
+runner = dict(type="EpochBasedRunner", max_epochs=2)
