@@ -17,7 +17,8 @@ def test_hook_base_matches_vocabulary():
         if n.startswith(("before_", "after_"))
     }
     assert methods == set(STAGES) | set(GENERIC)
-    assert set(FALLBACKS) == set(STAGES) - {"before_run", "after_run"}
+    # before_train_forward transforms the train batch: no generic fallback
+    assert set(FALLBACKS) == set(STAGES) - {"before_run", "after_run", "before_train_forward"}
 
 
 def test_misspelled_stage_is_an_error_at_class_definition():

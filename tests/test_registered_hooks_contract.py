@@ -74,6 +74,8 @@ CASES: dict[str, Case] = {
     "SyncBuffersHook": _custom(),
     "EmptyCacheHook": _custom(),
     "ProfilerHook": _custom(by_epoch=False, profile_iters=1, activities=["cpu"]),
+    # batch mixing, from the top-level `mixup` key (stateless: draws seeded per batch)
+    "MixupHook": Case("mixup", dict(mixup_alpha=0.2, cutmix_alpha=1.0)),
     # mmcv's per-policy names. `lr_config=dict(type='StepLrUpdaterHook')` builds an
     # LrUpdaterHook, so the classes themselves run from custom_hooks.
     "FixedLrUpdaterHook": _custom(),
@@ -87,6 +89,7 @@ CASES: dict[str, Case] = {
     "CosineRestartLrUpdaterHook": _custom(periods=[2, 2], restart_weights=[1, 0.5], min_lr=0.0),
     "CyclicLrUpdaterHook": _custom(),
     "OneCycleLrUpdaterHook": _custom(max_lr=0.1),
+    "CosineAnnealingCooldownLrUpdaterHook": _custom(min_lr=0.0, cool_down_time=1),
     # The momentum ones from momentum_config (which builds a MomentumUpdaterHook): in
     # custom_hooks the config check takes them for lr policies, see
     # test_per_policy_momentum_hook_in_custom_hooks.

@@ -38,6 +38,8 @@ class SeededDataset(Dataset):
         self.dataset = dataset
         self.seed = int(seed)
         self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        # RepeatAugSampler yields copy * len + index: each copy is augmented anew
+        self.copies = 1
 
     def set_epoch(self, epoch: int) -> None:
         self._epoch[0] = epoch
@@ -53,7 +55,7 @@ class SeededDataset(Dataset):
         np.random.seed(s & 0xFFFFFFFF)
         gen.manual_seed(s)
         try:
-            return self.dataset[index]
+            return self.dataset[index % len(self.dataset) if self.copies > 1 else index]
         finally:
             random.setstate(saved[0])
             np.random.set_state(saved[1])
@@ -61,7 +63,7 @@ class SeededDataset(Dataset):
 
     def __getattr__(self, name: str) -> Any:
         # classes, targets, ... of the wrapped dataset
-        if name in ("dataset", "seed", "_epoch"):
+        if name in ("dataset", "seed", "_epoch", "copies"):
             raise AttributeError(name)
         return getattr(self.dataset, name)
 

@@ -7,6 +7,7 @@ from .evaluation import EvalHook
 from .hook import Hook
 from .iter_timer import IterTimerHook
 from .logger import LoggerHook, TensorboardLoggerHook, TextLoggerHook
+from .mixup import MixupHook
 from .optimizer import OptimizerHook
 from .param_scheduler import LrUpdaterHook, MomentumUpdaterHook
 from .priority import Priority, get_priority
@@ -32,6 +33,7 @@ __all__ = [
     "LrUpdaterHook",
     "MomentumUpdaterHook",
     "EMAHook",
+    "MixupHook",
     "SyncBuffersHook",
     "EmptyCacheHook",
     "ProfilerHook",

@@ -14,6 +14,10 @@ dispatch table once and never calls a hook at a stage it does not implement.
   pass: the OptimizerHook (ABOVE_NORMAL) does backward and the step there, so hooks with
   a higher priority see the loss before backward and hooks with a lower one see the
   parameters after the step.
+* ``before_train_forward``: after ``before_train_iter``, just before the train forward
+  pass; the point where a hook transforms the batch by replacing ``runner.data_batch``
+  (the forward pass gets the batch as the last hook left it; MixupHook mixes there).
+  No fallback: a hook written with only the generic methods never runs there.
 
 What a hook may read from the runner: ``model`` (as prepared by Accelerate),
 ``unwrapped_model``, ``optimizer``, ``accelerator``, ``data_batch``, ``outputs`` (the
@@ -37,6 +41,8 @@ does nothing, so the runner and other hooks call it on every hook without ``geta
   runner's Checkpointer turns into the run's checkpoint directory.
 * :meth:`wrap_dataloaders` (EvalHook): replace the data loaders a hook iterates itself
   (the dry run cuts them to two batches).
+* :meth:`nonfinite_policy` (OptimizerHook): ``optimizer_config.nonfinite``, which the
+  Checkpointer also applies to non-finite weights at a save and at the end of the run.
 
 A public method whose name starts with ``before_`` or ``after_`` but is not a stage
 (``after_train_iteration``), or with a protocol prefix (``evaluation_``, ``checkpoint_``,
@@ -63,6 +69,7 @@ PROTOCOL: tuple[str, ...] = (
     "evaluation_progress",
     "checkpoint_out_dir",
     "wrap_dataloaders",
+    "nonfinite_policy",
 )
 _PROTOCOL_PREFIXES = ("evaluation_", "checkpoint_", "wrap_")
 
@@ -126,6 +133,9 @@ class Hook:
     def before_val_iter(self, runner: Runner) -> None:
         self.before_iter(runner)
 
+    def before_train_forward(self, runner: Runner) -> None:
+        """Transform the train batch: replace ``runner.data_batch`` (no fallback)."""
+
     def after_train_iter(self, runner: Runner) -> None:
         self.after_iter(runner)
 
@@ -164,6 +174,10 @@ class Hook:
 
     def wrap_dataloaders(self, wrap: Callable[[Iterable], Iterable]) -> None:
         """Replace each data loader this hook iterates itself by ``wrap(loader)``."""
+
+    def nonfinite_policy(self) -> str | None:
+        """What this hook asks for non-finite values (``'raise'``, ``'skip'``), or None."""
+        return None
 
     # ---- introspection ----
     @classmethod

@@ -7,7 +7,8 @@ The loop, as the runner executes it::
         before_{phase}_epoch
         for each batch:
             before_{phase}_iter
-            (train: forward; the OptimizerHook does backward + step in after_train_iter)
+            (train: before_train_forward, where hooks may replace ``runner.data_batch``;
+             forward; the OptimizerHook does backward + step in after_train_iter)
             (val:   forward under no_grad, loss only)
             after_{phase}_iter
         after_{phase}_epoch
@@ -15,7 +16,8 @@ The loop, as the runner executes it::
 
 The phase-specific stages fall back to the generic ``before_epoch``/``after_epoch``/
 ``before_iter``/``after_iter``, so a hook written as in the MMCV tutorial (only the
-generic methods) runs in both train and val phases.
+generic methods) runs in both train and val phases. ``before_train_forward`` has no
+fallback: only a hook written to transform the train batch runs there.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ STAGES: tuple[str, ...] = (
     "before_run",
     "before_train_epoch",
     "before_train_iter",
+    "before_train_forward",
     "after_train_iter",
     "after_train_epoch",
     "before_val_epoch",

@@ -38,15 +38,18 @@ def _build(registry, cfg: Any, path: str) -> Any:
     return registry.build(cfg)
 
 
-def build_model(cfg: Mapping[str, Any]) -> tuple[nn.Module, nn.Module | None]:
+def build_model(
+    cfg: Mapping[str, Any], default_loss: Mapping[str, Any] | None = None
+) -> tuple[nn.Module, nn.Module | None]:
     """``(model, criterion)`` from a ``model`` config.
 
-    ``loss`` (default ``CrossEntropyLoss``; ``None`` for no criterion) is built through
+    ``loss`` (default ``default_loss`` or ``CrossEntropyLoss``; ``None`` for no criterion) is built through
     ``LOSSES``, everything else through ``MODELS``; ``init_cfg=dict(type='Pretrained',
     checkpoint=PATH, prefix='backbone.')`` then loads weights into the built model.
     """
     cfg = dict(cfg)
-    loss_cfg = cfg.pop("loss", DEFAULT_LOSS)
+    loss_cfg = cfg.pop("loss", default_loss or DEFAULT_LOSS)
+    cfg.pop("train_cfg", None)  # MMClassification's batch mixing: the MixupHook's
     init_cfg = cfg.pop("init_cfg", None)
     model = _build(MODELS, cfg, "model")
     if not isinstance(model, nn.Module):

@@ -1,6 +1,10 @@
 """Classification losses registered in ``LOSSES``.
 
 ``CrossEntropyLoss`` takes mmcls-style arguments; timm's losses are registered as they are.
+
+What targets each loss takes is declared once here (:func:`target_kind`): ``'hard'``
+class indices, ``'soft'`` per-class probabilities (what mixup/CutMix give), or
+``'both'``. A loss class of one's own declares it as ``target_kind = 'both'``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from torch import nn
 
 from ..registry import LOSSES
 
+TARGET_KINDS = ("hard", "soft", "both")
+
 
 @LOSSES.register_module()
 class CrossEntropyLoss(nn.Module):
@@ -23,6 +29,8 @@ class CrossEntropyLoss(nn.Module):
     ``weight`` (per-class weights) may be a list; it is kept as a buffer so it follows
     the module to its device.
     """
+
+    target_kind = "both"
 
     def __init__(
         self,
@@ -63,3 +71,23 @@ class CrossEntropyLoss(nn.Module):
 LOSSES.register_module(module=LabelSmoothingCrossEntropy, name="LabelSmoothingCrossEntropy")
 LOSSES.register_module(module=SoftTargetCrossEntropy, name="SoftTargetCrossEntropy")
 LOSSES.register_module(module=BinaryCrossEntropy, name="BinaryCrossEntropy")
+
+# timm's classes, which we do not change: what they take
+_TIMM_TARGET_KINDS: dict[type, str] = {
+    SoftTargetCrossEntropy: "soft",  # sum(-target * log_softmax): probabilities only
+    BinaryCrossEntropy: "both",  # one-hot (smoothed) from indices, or soft as given
+    LabelSmoothingCrossEntropy: "hard",  # gathers the target's index
+}
+
+
+def target_kind(loss: type | nn.Module) -> str | None:
+    """``'hard'``, ``'soft'`` or ``'both'``: the targets a loss class (or instance) takes;
+    None when it does not say (a class of one's own without ``target_kind``)."""
+    cls = loss if isinstance(loss, type) else type(loss)
+    declared = getattr(cls, "target_kind", None)
+    if declared in TARGET_KINDS:
+        return declared
+    for known, kind in _TIMM_TARGET_KINDS.items():
+        if issubclass(cls, known):
+            return kind
+    return None

@@ -13,9 +13,12 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from ..cli.workdir_lock import agree as agree_on_work_dir_lock
 from ..hooks.options import HOOK_TIMING, PROGRESS_CONFIG
 from ..hooks.priority import get_priority
+from ..recipes.mixup import mixup_options
 from ..registry import DATASETS, HOOKS, RUNNERS
+from .loss_scale import fp16_config, pin_scale, scaler_settings
 from .options import ACCELERATOR, LOG_CONFIG, loader_options
 
 # the default hooks, built from config keys, in mmcv's order of registration
@@ -34,12 +37,11 @@ def build_accelerator(cfg):
     acc = ACCELERATOR.resolve(cfg.get("accelerator"), gradient_accumulation_steps=cumulative)
     mixed = acc["mixed_precision"]
     handlers = []
-    fp16 = cfg.get("fp16")
-    if fp16 is not None:  # MMClassification's `fp16 = dict(loss_scale=512.)`
+    fp16, static = fp16_config(cfg), None  # mmcv's fp16 / Fp16OptimizerHook (loss_scale.py)
+    if fp16 is not None:
         mixed = "fp16"
-        scale = fp16.get("loss_scale", "dynamic")
-        if isinstance(scale, (int, float)):
-            handlers.append(GradScalerKwargs(init_scale=float(scale)))
+        scaler_kwargs, static = scaler_settings(fp16["loss_scale"])
+        handlers.append(GradScalerKwargs(**scaler_kwargs))
     launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     if launched != "no":
         mixed = launched
@@ -56,7 +58,7 @@ def build_accelerator(cfg):
         cpu = True
     from .fsdp import create_accelerator  # FSDP on CPU processes too (gloo)
 
-    return create_accelerator(
+    accelerator = create_accelerator(
         mixed_precision=mixed,
         gradient_accumulation_steps=gas,
         cpu=cpu,
@@ -68,6 +70,9 @@ def build_accelerator(cfg):
             data_seed=cfg.get("seed"),
         ),
     )
+    if static is not None and getattr(accelerator, "scaler", None) is not None:
+        pin_scale(accelerator.scaler, static)
+    return accelerator
 
 
 def _has_accelerator() -> bool:
@@ -91,25 +96,49 @@ def _has_accelerator() -> bool:
     )
 
 
-def build_dataloader(data_cfg, split: str, seed: int, train: bool) -> DataLoader:
+def build_dataloader(
+    data_cfg, split: str, seed: int, train: bool, sampler_cfg=None, accelerator=None
+) -> DataLoader:
+    from ..datasets.samplers import build_sampler
     from ..datasets.seeded import SeededDataset
 
     dataset = DATASETS.build(data_cfg[split])
     if train:  # augmentation: a function of (seed, epoch, index); see SeededDataset
         dataset = SeededDataset(dataset, seed)
     opts = loader_options(data_cfg, split, train)
+    sampler = None  # MMClassification's sampler=dict(type='RepeatAugSampler', ...)
+    if sampler_cfg is not None:
+        sampler = build_sampler(sampler_cfg, dataset, seed, accelerator, opts["samples_per_gpu"])
     generator = torch.Generator()
     generator.manual_seed(seed)
     return DataLoader(
         dataset,
         batch_size=opts["samples_per_gpu"],
-        shuffle=opts["shuffle"],
+        shuffle=opts["shuffle"] and sampler is None,
+        sampler=sampler,
         num_workers=opts["workers_per_gpu"],
         drop_last=opts["drop_last"],
         pin_memory=opts["pin_memory"],
         persistent_workers=opts["persistent_workers"],
         generator=generator,
     )
+
+
+def shutdown_workers(loader: Any) -> Any:
+    """Stop the worker processes of ``loader`` (a DataLoader, or a wrapper of one:
+    Accelerate's, the dry run's) and return it; iterating it again starts new ones.
+    Persistent workers otherwise outlive the run and delay the interpreter's exit."""
+    inner, own = loader, getattr(loader, "__dict__", {})
+    for _ in range(8):  # unwrap through the instances' own attributes, not __getattr__
+        nested = own.get("base_dataloader", own.get("loader"))
+        if nested is None:
+            break
+        inner, own = nested, getattr(nested, "__dict__", {})
+    workers = own.get("_iterator")
+    if workers is not None and hasattr(workers, "_shutdown_workers"):
+        inner._iterator = None
+        workers._shutdown_workers()
+    return loader
 
 
 def _env_info(accelerator) -> dict[str, Any]:
@@ -150,6 +179,8 @@ def register_default_hooks(runner, cfg, val_loader) -> None:
     if cfg.get("evaluation") is not None:
         ev = dict(cfg.evaluation)
         ev.setdefault("type", "EvalHook")
+        if cfg.runner.get("type") == "IterBasedRunner":  # as MMClassification's train script
+            ev["by_epoch"] = False
         runner.register_hook(HOOKS.build(ev, dataloader=val_loader))
     log_cfg = cfg.get("log_config") or {}
     loggers = []
@@ -161,6 +192,9 @@ def register_default_hooks(runner, cfg, val_loader) -> None:
     progress = progress_hook(cfg, text_logger=any(isinstance(h, text_logger) for h in loggers))
     if progress is not None and runner.is_main_process:  # progress: main process only
         runner.register_hook(progress)
+    mixup = mixup_options(cfg)  # `mixup` or MMClassification's model.train_cfg
+    if mixup is not None:
+        runner.register_hook(HOOKS.build(mixup))
     for h in cfg.get("custom_hooks", []) or []:
         h = copy.deepcopy(dict(h))
         priority = get_priority(h.pop("priority", "NORMAL"))
@@ -206,10 +240,12 @@ def _prepared(cfg, accelerator, seed: int) -> tuple[Any, Any, Any, dict[str, Any
     """Model, criterion, optimizer and data loaders, prepared by Accelerate."""
     from ..models import build_model
     from ..optim import build_optimizer
+    from ..recipes.mixup import default_loss
 
-    model, criterion = build_model(cfg.model)
+    model, criterion = build_model(cfg.model, default_loss=default_loss(cfg))
     optimizer = build_optimizer(model, cfg.optimizer)
-    loaders = {"train": build_dataloader(cfg.data, "train", seed, train=True)}
+    train = build_dataloader(cfg.data, "train", seed, True, cfg.get("sampler"), accelerator)
+    loaders = {"train": train}
     if cfg.data.get("val") is not None:
         loaders["val"] = build_dataloader(cfg.data, "val", seed, train=False)
     names = list(loaders)
@@ -242,6 +278,7 @@ def build_runner(cfg, logger, timestamp: str | None = None):
     the seed, model, optimizer and data, the runner with its default hooks; then the
     resume (``resume_from``, a path or ``'auto'``) or ``load_from``."""
     accelerator = build_accelerator(cfg)
+    agree_on_work_dir_lock(accelerator)  # one run per work dir: every process learns it
     seed = _seed(cfg, accelerator, logger)
     model, criterion, optimizer, loaders = _prepared(cfg, accelerator, seed)
     runner_cfg = dict(cfg.runner)

@@ -4,7 +4,10 @@ A model that defines ``train_step(batch, optimizer)``/``val_step(...)`` (mmcv's 
 is called through the DDP/FSDP wrapper's forward, so the wrapper's gradient-sync
 bookkeeping still happens (Lightning does the same), under ``accelerator.autocast()``;
 it must return a dict with a ``loss`` tensor and optionally ``log_vars``/``num_samples``.
-Any other model is called as ``criterion(model(inputs), targets)``.
+Any other model is called as ``criterion(model(inputs), targets)``; class-index targets
+given to a loss that takes only per-class probabilities (SoftTargetCrossEntropy, the
+train loss under mixup, also used on the val phase's plain labels) are made one-hot
+first (:func:`acchooks.models.losses.target_kind` says which loss takes what).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -24,6 +28,8 @@ class ModelStep:
         self._runner = runner
         self._own_of: nn.Module | None = None
         self._own: dict[str, bool] = {}
+        self._soft_of: nn.Module | None = None
+        self._soft_only = False
 
     def _own_step(self, method: str) -> bool:
         """Whether the model defines ``train_step``/``val_step`` (asked once per model)."""
@@ -32,6 +38,15 @@ class ModelStep:
             self._own = {m: hasattr(model, m) for m in ("train_step", "val_step")}
             self._own_of = model
         return self._own[method]
+
+    def _needs_soft(self, criterion: nn.Module | None) -> bool:
+        """Whether ``criterion`` takes only soft targets (asked once per criterion)."""
+        if criterion is not self._soft_of:
+            from ..models.losses import target_kind
+
+            self._soft_only = criterion is not None and target_kind(criterion) == "soft"
+            self._soft_of = criterion
+        return self._soft_only
 
     def through_wrapper(self, method: str, *args: Any) -> Any:
         """``unwrapped.<method>(*args)``, called through the wrapper's forward."""
@@ -67,7 +82,10 @@ class ModelStep:
                 out = self.through_wrapper(method, batch, runner.optimizer)
             return _with_log_vars(out, f"{type(runner.unwrapped_model).__name__}.{method}")
         inputs, targets = batch[0], batch[1]
-        loss = runner.criterion(runner.model(inputs), targets)
+        logits = runner.model(inputs)
+        if self._needs_soft(runner.criterion) and targets.dim() == 1:
+            targets = F.one_hot(targets.long(), logits.shape[-1]).to(logits.dtype)
+        loss = runner.criterion(logits, targets)
         n = inputs.shape[0] if isinstance(inputs, torch.Tensor) else len(inputs)  # len() of a
         return {"loss": loss, "log_vars": {"loss": loss.detach()}, "num_samples": n}  # tensor: slow
 

@@ -1,0 +1,1 @@
+"""Training recipes beyond the loop's mechanics: batch mixing (:mod:`.mixup`)."""
