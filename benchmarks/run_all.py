@@ -25,8 +25,10 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "dispatch": ([], ["--quick"]),
     "config_errors": ([], ["--quick"]),
     "loop_overhead": ([], ["--quick"]),
+    "bookkeeping": ([], ["--quick"]),
     "ema": ([], ["--model", "resnet18", "--reps", "3", "--warmup", "1"]),
     "checkpoint": ([], ["--model", "resnet18", "--reps", "1", "--warmup", "0"]),
+    "mixup": ([], ["--quick"]),
 }
 
 

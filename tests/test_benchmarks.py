@@ -63,6 +63,13 @@ def test_loop_overhead(tmp_path):
     assert math.isfinite(same["hooks_us_per_iter"]["median"])
 
 
+def test_mixup(tmp_path):
+    r = _run("mixup.py", str(tmp_path / "mixup.json"))
+    assert set(r["mixing"]) == {"batch", "pair", "elem"}
+    for row in [*r["mixing"].values(), r["sampler"]]:
+        assert _positive(row["ratio"]) and set(row["median_ms"]) == {"acchooks", "timm"}
+
+
 def test_ema(tmp_path):
     rows = _run(
         "ema.py",
@@ -121,6 +128,13 @@ def test_dispatch(tmp_path):
             )
 
 
+def test_bookkeeping(tmp_path):
+    data = _run("bookkeeping.py", str(tmp_path / "bk.json"))
+    assert data["blocks"] == 2 and data["iters_per_block"] == 20
+    assert _positive(data["acchooks_us_per_iter"]) and _positive(data["minimal_us_per_iter"])
+    assert set(data["own_cost_us_per_iter"]) == {"median", "q1", "q3"}
+
+
 def test_config_errors(tmp_path):
     data = _run("config_errors.py", str(tmp_path / "cfg.json"))
     rows = data["results"]
@@ -163,6 +177,11 @@ def test_run_all_lists_every_benchmark():
     )
     run_all = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(run_all)
-    assert {"loop_overhead", "dispatch", "config_errors", "ema", "checkpoint"} <= set(
-        run_all.SCRIPTS
-    )
+    assert {
+        "loop_overhead",
+        "bookkeeping",
+        "dispatch",
+        "config_errors",
+        "ema",
+        "checkpoint",
+    } <= set(run_all.SCRIPTS)

@@ -10,28 +10,29 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from operator import mul
 from typing import Any
 
 import torch
 
 
 def _as_floats(vals: list) -> list[float]:
-    """The values as Python floats: same-dtype one-element tensors in one stack and one
-    transfer (one device sync for the whole window; a per-value ``float()`` costs ~10 us
-    each), numbers as they are."""
-    if isinstance(vals[0], torch.Tensor):
-        dtype, device = vals[0].dtype, vals[0].device
-        if all(
-            isinstance(v, torch.Tensor)
-            and v.dtype == dtype
-            and v.device == device
-            and v.numel() == 1
-            for v in vals
-        ):
-            try:
-                stacked = torch.stack(vals)
-            except RuntimeError:  # one-element tensors of different shapes
+    """The values as Python floats: one-element tensors of one dtype and device in one
+    stack and one transfer (one device sync for the whole window; a per-value ``float()``
+    costs ~10 us each), numbers as they are."""
+    first = vals[0]
+    if isinstance(first, torch.Tensor):
+        try:  # raises for numbers, other devices or other shapes among the tensors
+            stacked = torch.stack(vals)
+        except TypeError:
+            stacked = None
+        except RuntimeError:
+            try:  # one-element tensors of different shapes
                 stacked = torch.stack([v.reshape(()) for v in vals])
+            except RuntimeError:
+                stacked = None
+        # and a promoted dtype or a tensor of several elements: one value at a time
+        if stacked is not None and stacked.dtype == first.dtype and stacked.numel() == len(vals):
             return stacked.detach().reshape(-1).to(torch.float64).tolist()
     return [float(v) for v in vals]
 
@@ -87,13 +88,14 @@ class LogBuffer:
             return
         keys, means = [], []
         for k, vals in self.val_history.items():
-            vals, counts = vals[-n:], self.n_history[k][-n:]
+            if n:
+                vals, counts = vals[-n:], self.n_history[k][-n:]
+            else:
+                counts = self.n_history[k]
             if not vals:
                 continue
             keys.append(k)  # count-weighted mean, in float64 (Python floats)
-            means.append(
-                sum(v * c for v, c in zip(_as_floats(vals), counts, strict=True)) / sum(counts)
-            )
+            means.append(sum(map(mul, _as_floats(vals), counts)) / sum(counts))
         if keys and self.reduce is not None:
             means = self.reduce(torch.tensor(means, dtype=torch.float64)).tolist()
         self.put(dict(zip(keys, means, strict=True)), mode, iters)

@@ -27,17 +27,19 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..hooks.hook import Hook
+from ..hooks.logger.text import now_timestamp
 from ..hooks.table import HookTable
 from ..logging.log_buffer import LogBuffer
 from ..registry import RUNNERS
+from .builder import shutdown_workers
 from .checkpointer import Checkpointer
 from .length import RunLength
 from .model_step import ModelStep
 from .preemption import MARKER, Preempted, PreemptionHandler, stop_for_preemption
-from .train_state import TrainState
+from .train_state import TrainState, TrainStateViews
 
 
-class Runner(RunLength):
+class Runner(RunLength, TrainStateViews):
     """mmcv's runner on an Accelerator: ``register_hook``, ``run``; see the module doc."""
 
     def __init__(
@@ -71,14 +73,14 @@ class Runner(RunLength):
         self._max_iters = max_iters
         self.logger = logger or logging.getLogger("acchooks")
         self.cfg, self.meta = cfg, dict(meta or {})
-        from ..hooks.logger.text import now_timestamp
-
         self.timestamp = timestamp or now_timestamp()
         self._unwrapped_for: nn.Module | None = None
         self._unwrapped: nn.Module | None = None
-        # fixed when the Accelerator is made; asked every iteration
+        # fixed when the Accelerator is made and asked often (Accelerate's is_main_process
+        # builds a state object on each read, ~3 us)
         self._accumulating = getattr(accelerator, "gradient_accumulation_steps", 1) > 1
         self._world = getattr(accelerator, "num_processes", 1)
+        self._is_main = bool(getattr(accelerator, "is_main_process", True))
         self.hooks = HookTable()
         self.state = TrainState()
         self.checkpointer = Checkpointer(self)
@@ -91,27 +93,6 @@ class Runner(RunLength):
         self.run_started: float | None = None  # time.perf_counter() when run() started
         self.hook_timing_log_every = 0  # log the hook timing table every N train log lines
 
-    # ---------------------------------------------------------------- the train state
-    @property
-    def epoch(self) -> int:
-        """Index of the current train epoch (= train epochs completed before it)."""
-        return self.state.epoch
-
-    @property
-    def iter(self) -> int:
-        """Index of the current train iteration (= completed before it), as in mmcv."""
-        return self.state.iter
-
-    @property
-    def inner_iter(self) -> int:
-        """Index of the current batch within its epoch."""
-        return self.state.inner_iter
-
-    @property
-    def step(self) -> int:
-        """Optimizer steps that really happened (what the schedules follow)."""
-        return self.state.steps
-
     def wrap_dataloaders(self, wrap: Callable[[Iterable], Iterable]) -> None:
         """Replace every data loader of the run, the workflow's and those hooks iterate
         (EvalHook's), by ``wrap(loader)``."""
@@ -122,7 +103,7 @@ class Runner(RunLength):
     # ---------------------------------------------------------------- properties
     @property
     def is_main_process(self) -> bool:
-        return self.accelerator.is_main_process
+        return self._is_main
 
     @property
     def unwrapped_model(self) -> nn.Module:
@@ -188,12 +169,13 @@ class Runner(RunLength):
     def _train_iter(self, batch: Any) -> None:
         self.data_batch = batch
         self.hooks.call("before_train_iter", self)
+        self.hooks.call("before_train_forward", self)  # may replace data_batch (mixup)
         # with no accumulation, accumulate() only re-asserts sync_gradients=True (~20 us)
         if self._accumulating:
             with self.accelerator.accumulate(self.model):
-                self._train_step_and_hooks(batch)
+                self._train_step_and_hooks(self.data_batch)
         else:
-            self._train_step_and_hooks(batch)
+            self._train_step_and_hooks(self.data_batch)
         self.log_buffer.clear_output()
         self.state.end_iter()
         signum = self.preemption.requested(self.accelerator)
@@ -287,6 +269,7 @@ class Runner(RunLength):
             raise
         finally:
             self.preemption.uninstall()
+            self.wrap_dataloaders(shutdown_workers)  # no workers outlive the run
         self._finish_run()
 
     def _finish_run(self) -> None:

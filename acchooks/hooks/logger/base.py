@@ -79,10 +79,10 @@ class LoggerHook(Hook):
             if self.by_epoch and runner.by_epoch
             else self.every_n_iters(runner, self.interval)
         )
-        last = runner.by_epoch and self.end_of_epoch(runner) and not self.ignore_last
-        if due or last:
+        if due or (not self.ignore_last and runner.by_epoch and self.end_of_epoch(runner)):
             runner.log_buffer.average(self.interval, mode="train")
-        self._emit(runner)
+        if runner.log_buffer.records:
+            self._emit(runner)
 
     def after_train_epoch(self, runner: Runner) -> None:
         self._emit(runner)  # metrics published by EvalHook (LOW) before us (VERY_LOW)

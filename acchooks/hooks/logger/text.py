@@ -6,7 +6,7 @@ import datetime
 import json
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ...registry import HOOKS
 from .base import LoggerHook
@@ -48,6 +48,7 @@ class TextLoggerHook(LoggerHook):
         super().__init__(interval, ignore_last, reset_flag, by_epoch)
         self.interval_exp_name = interval_exp_name
         self.json_path: str | None = None
+        self._json: TextIO | None = None  # open for the run: one write and flush a line
 
     def before_run(self, runner: Runner) -> None:
         self.start_iter = runner.iter
@@ -55,8 +56,22 @@ class TextLoggerHook(LoggerHook):
         self.json_path = os.path.join(runner.work_dir, f"{runner.timestamp}.log.json")
         self._train_lines = 0
         if runner.is_main_process:
-            with open(self.json_path, "a") as f:
-                f.write(json.dumps(runner.meta, default=str) + "\n")
+            self._close()
+            self._json = open(self.json_path, "a")  # noqa: SIM115 - closed after the run
+            self._write_json(json.dumps(runner.meta, default=str))
+
+    def after_run(self, runner: Runner) -> None:
+        super().after_run(runner)
+        self._close()
+
+    def _write_json(self, line: str) -> None:
+        self._json.write(line + "\n")
+        self._json.flush()  # a line is on disk (in the page cache) once it is logged
+
+    def _close(self) -> None:
+        if self._json is not None:
+            self._json.close()
+            self._json = None
 
     def log(self, runner: Runner, record: dict[str, Any]) -> None:
         if record["mode"] == "train" and "time" in record:
@@ -76,9 +91,7 @@ class TextLoggerHook(LoggerHook):
         if not runner.is_main_process:
             return
         runner.logger.info(self.format_line(runner, record))
-        with open(self.json_path, "a") as f:
-            rec = {k: v for k, v in record.items() if k != "eta"}
-            f.write(json.dumps(rec) + "\n")
+        self._write_json(json.dumps({k: v for k, v in record.items() if k != "eta"}))
         if record["mode"] == "train":
             self._train_lines += 1
             every = getattr(runner, "hook_timing_log_every", 0)
