@@ -74,6 +74,8 @@ CASES: dict[str, Case] = {
     "SyncBuffersHook": _custom(),
     "EmptyCacheHook": _custom(),
     "ProfilerHook": _custom(by_epoch=False, profile_iters=1, activities=["cpu"]),
+    # MMClassification's (stateless: every `interval` epochs, from the epoch counter)
+    "PreciseBNHook": _custom(num_samples=8),
     # batch mixing, from the top-level `mixup` key (stateless: draws seeded per batch)
     "MixupHook": Case("mixup", dict(mixup_alpha=0.2, cutmix_alpha=1.0)),
     # mmcv's per-policy names. `lr_config=dict(type='StepLrUpdaterHook')` builds an

@@ -10,6 +10,7 @@ from .logger import LoggerHook, TensorboardLoggerHook, TextLoggerHook
 from .mixup import MixupHook
 from .optimizer import OptimizerHook
 from .param_scheduler import LrUpdaterHook, MomentumUpdaterHook
+from .precise_bn import PreciseBNHook
 from .priority import Priority, get_priority
 from .profiler import ProfilerHook
 from .progress import ProgressBarHook
@@ -38,4 +39,5 @@ __all__ = [
     "EmptyCacheHook",
     "ProfilerHook",
     "ProgressBarHook",
+    "PreciseBNHook",
 ]
