@@ -126,6 +126,7 @@ def check_metrics(metric: Any, options: dict | None, path: str) -> list[str]:
     names = [metric] if isinstance(metric, str) else list(metric or [])
     problems = []
     allowed: set[str] = set()
+    checks: list = []  # a metric's own ``check_options(options, path)``, once each
     for m in names:
         if m not in METRICS:
             problems.append(
@@ -134,6 +135,10 @@ def check_metrics(metric: Any, options: dict | None, path: str) -> list[str]:
             )
         else:
             allowed |= accepted_arguments(METRICS.get(m))[0] - {"scores", "targets"}
+            check = getattr(METRICS.get(m), "check_options", None)
+            checks += [check] if check is not None and check not in checks else []
+    for check in checks:
+        problems += check(options or {}, path)
     for k in options or {}:
         if allowed and k not in allowed:
             problems.append(

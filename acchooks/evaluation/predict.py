@@ -12,7 +12,9 @@ from torch import nn
 def predict(
     model: nn.Module, dataloader: Iterable, accelerator, on_batch: Callable[[], None] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax scores and targets (on CPU) of every sample of ``dataloader``.
+    """Softmax scores and targets (on CPU) of every sample of ``dataloader``; sigmoid
+    scores where the targets are per class (multi-hot ``(B, C)``: a multi-label set, as
+    mmcls's multi-label heads), the targets passed through unchanged.
 
     ``accelerator.gather_for_metrics`` drops the samples a distributed sampler repeats to
     pad the last batch, so the result is the same on 1 or N processes. ``on_batch`` is
@@ -24,7 +26,8 @@ def predict(
         with accelerator.autocast():
             logits = model(inputs)
         logits, target = accelerator.gather_for_metrics((logits.float(), target))
-        scores.append(logits.softmax(dim=1).cpu())
+        multi_label = target.dim() == 2 and target.shape == logits.shape
+        scores.append((logits.sigmoid() if multi_label else logits.softmax(dim=1)).cpu())
         targets.append(target.cpu())
         if on_batch is not None:
             on_batch()

@@ -5,8 +5,8 @@ together exactly once per sample (the distributed sampler's padding is dropped),
 metrics equal a single-process run. With ``save_best`` the best weights are kept as
 ``best_<metric>_epoch_<N>`` (``_iter_`` for iteration-based runs).
 
-Scores are softmax probabilities, as mmcls's heads return them, so ``thrs`` means the
-same as there. Every hook's ``evaluation_weights(runner)`` context (EMAHook's swaps the
+Scores are softmax probabilities (sigmoid ones for multi-hot targets), as mmcls's heads
+return them, so ``thrs``/``thr`` mean the same as there. Every hook's ``evaluation_weights(runner)`` context (EMAHook's swaps the
 EMA in) is entered around the evaluation and the best-checkpoint save, so the metrics
 and the best weights are those of the weights in the model then; a hook's
 ``evaluation_progress`` (ProgressBarHook's bar) sees every evaluated batch.

@@ -2,7 +2,8 @@
 
 Each config is loaded as written; its ``model`` and ``data`` are swapped for timm's tiny
 ``test_resnet`` and generated Shapes images (keeping ``model.train_cfg``, which configs
-use for batch mixing), everything else is kept. Then acchooks' config check runs, and
+use for batch mixing; multi-label configs get ``MultiLabelShapes`` and a BCE loss,
+``RepeatAugSampler`` ones enough images for an epoch), everything else is kept. Then acchooks' config check runs, and
 with ``--dry-run`` the dry run (two train and two val iterations, a checkpoint saved and
 reloaded, all in a temporary directory). Prints one line per refused config and the
 counts by reason. Needs no network: get the configs once with
@@ -56,15 +57,34 @@ def swapped(cfg: Config, work_dir: str) -> Config:
             if isinstance(aug, dict) and "num_classes" in aug:
                 aug["num_classes"] = model["num_classes"]
         model["train_cfg"] = train_cfg
-    cfg.model = model
     data = {k: dict(v) if isinstance(v, dict) else v for k, v in TINY["data"].items()}
     data["samples_per_gpu"] = 4
+    if _multi_label(cfg):  # VOC-style: multi-hot targets (some difficult) and a BCE loss
+        import acchooks.testing.multilabel  # noqa: F401 - registers MultiLabelShapes
+
+        model["loss"] = dict(type="BinaryCrossEntropy")
+        for split in ("train", "val"):
+            data[split] = dict(data[split], type="MultiLabelShapes", difficult=0.1)
+    sampler = cfg.get("sampler")
+    if isinstance(sampler, dict) and sampler.get("type") == "RepeatAugSampler":
+        # one full epoch: the sampler rounds the epoch down to selected_round samples
+        rounded = sampler.get("selected_round", 256) or 0
+        data["train"]["num_samples"] = max(data["train"]["num_samples"], rounded)
     data["test"] = dict(data["val"])
+    cfg.model = model
     cfg.data = data
     cfg.work_dir = work_dir
     for key in ("load_from", "resume_from"):
         cfg.pop(key, None)
     return cfg
+
+
+def _multi_label(cfg: Config) -> bool:
+    """Whether the config evaluates with MMClassification's multi-label metrics."""
+    from acchooks.evaluation.multilabel import MULTILABEL_METRICS
+
+    metric = (cfg.get("evaluation") or {}).get("metric", "accuracy")
+    return any(m in MULTILABEL_METRICS for m in ([metric] if isinstance(metric, str) else metric))
 
 
 def _reason(text: str) -> str:
