@@ -217,15 +217,12 @@ def _check_static(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     problems, warnings = _check_top_level(cfg)
     ok = _bad_keys(cfg, problems)
     problems += _check_workflow(cfg, ok)
-    if ok("hook_timing"):
-        problems += _declared("hook_timing").problems(cfg["hook_timing"], "hook_timing")
+    for key in ("hook_timing", "accelerator", "fp16"):  # fp16 may be None: no fp16
+        if ok(key) and cfg[key] is not None:
+            problems += _declared(key).problems(cfg[key], key)
     if ok("progress_config") and cfg["progress_config"] is not None:
         problems += _check_progress(cfg["progress_config"])
-    if ok("accelerator"):
-        problems += _declared("accelerator").problems(cfg["accelerator"], "accelerator")
     problems += _check_folders(cfg, ok)
-    if ok("fp16") and cfg["fp16"] is not None:
-        problems += _declared("fp16").problems(cfg["fp16"], "fp16")
     return problems, warnings
 
 
