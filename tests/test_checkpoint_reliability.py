@@ -181,7 +181,7 @@ DAMAGE = {  # how epoch_2 is damaged -> what the one message names
     ),
     "no_counters": (
         lambda d: _state(d, lambda s: s.pop("counters")),
-        r"state\.json: field 'counters' should be a mapping",
+        r"state\.json: field 'counters' is missing",
     ),
     "string_counters": (
         lambda d: _state(d, lambda s: s["counters"].update(epoch="two")),

@@ -68,7 +68,7 @@ def _ok(v: Any, expected: str) -> bool:
 def _mapping_of(m: Any, file: Path, field: str, expected: str) -> dict:
     """``m`` as a mapping whose every value matches ``expected``."""
     if not isinstance(m, dict):
-        raise fail(file, field, f"a mapping of {expected}s", m)
+        raise fail(file, field, f"a mapping to {expected.removeprefix('a ')}s", m)
     for k, v in m.items():
         if not _ok(v, expected):
             raise fail(file, f"{field}.{k}", expected, v)

@@ -102,6 +102,8 @@ class TrainState:
     def check_state_dict(state: Any) -> str | None:
         """What is wrong with a saved :meth:`state_dict` (the field, what it should be, what
         it is), or None; checked before a resume touches anything."""
+        if state is None:
+            return "field 'counters' is missing"
         if not isinstance(state, dict):
             return f"field 'counters' should be a mapping, found {type(state).__name__}"
         for k in ("epoch", "iter", "inner_iter", "step", "samples"):
