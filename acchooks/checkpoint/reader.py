@@ -148,18 +148,18 @@ def _verify_file(f: Path, info: dict, verify: str) -> None:
         )
 
 
-def _listed(d: Path, manifest: dict, fname: str) -> Path:
+def listed_file(d: Path, manifest: dict, fname: str) -> Path:
     """``d / fname`` if the manifest lists it (so it was verified); else CheckpointError."""
     if check_name(fname, str(d / MANIFEST)) not in manifest["files"]:
         raise CheckpointError(f"{d / MANIFEST}: '{fname}' is used but not listed in 'files'")
     return d / fname
 
 
-def _read_group(
+def read_group(
     d: Path, manifest: dict, fname: str, device: str | torch.device
 ) -> dict[str, torch.Tensor]:
     """One safetensors file of the checkpoint, with its tied-weight aliases restored."""
-    out = read_safetensors(_listed(d, manifest, fname), device)
+    out = read_safetensors(listed_file(d, manifest, fname), device)
     for alias, key in manifest.get("aliases", {}).get(fname, {}).items():
         if key not in out:
             raise CheckpointError(f"{d / fname}: alias '{alias}' points to missing '{key}'")
@@ -173,7 +173,7 @@ def read_model_state(
     """Only the model weights of a checkpoint directory (verified like the rest)."""
     d = Path(path)
     manifest = verify_checkpoint(d, verify)
-    return _read_group(d, manifest, manifest["contents"].get("model") or MODEL_FILE, map_location)
+    return read_group(d, manifest, manifest["contents"].get("model") or MODEL_FILE, map_location)
 
 
 def load_checkpoint(
@@ -186,26 +186,26 @@ def load_checkpoint(
     d = Path(path)
     manifest = verify_checkpoint(d, verify)
     contents = manifest["contents"]
-    model_state = _read_group(d, manifest, contents.get("model") or MODEL_FILE, map_location)
+    model_state = read_group(d, manifest, contents.get("model") or MODEL_FILE, map_location)
     optimizer_state = None
     if contents.get("optimizer"):
         tfile, jfile = contents["optimizer"]
         # Always CPU, as optimizer.state_dict() has them: load_state_dict moves each state
         # tensor to its param's device but keeps Adam's 'step' where it finds it.
-        otensors = _read_group(d, manifest, tfile, "cpu")
-        data = read_json(_listed(d, manifest, jfile))
+        otensors = read_group(d, manifest, tfile, "cpu")
+        data = read_json(listed_file(d, manifest, jfile))
         check_optimizer_json(data, d / jfile)
         try:
             optimizer_state = unflatten_optimizer_state(otensors, data)
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
             raise CheckpointError(f"{d / jfile}: cannot rebuild the optimizer state ({e})") from e
     groups = {
-        name: _read_group(d, manifest, f, map_location)
+        name: read_group(d, manifest, f, map_location)
         for name, f in contents.get("tensors", {}).items()
     }
     state = {}
     if contents.get("state"):
-        sfile = _listed(d, manifest, contents["state"])
+        sfile = listed_file(d, manifest, contents["state"])
         state = read_json(sfile)
         if not isinstance(state, dict):
             raise CheckpointError(f"{sfile}: expected a JSON mapping, found {type(state).__name__}")

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, did_you_mean
+from .ema_choice import check_weights_choice, choose_weights
 
 if TYPE_CHECKING:
     from ..runner.runner import Runner
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 _WRAPPERS = ("module.", "_orig_mod.")
 _NESTED = ("state_dict", "model", "module")  # where other tools put the weights
 _PRETRAINED_KEYS = ("type", "checkpoint", "prefix", "revise_keys", "strict", "map_location")
-_LOAD_FROM_KEYS = ("checkpoint", "prefix", "revise_keys", "strict")
+_LOAD_FROM_KEYS = ("checkpoint", "prefix", "revise_keys", "strict", "weights")
 
 
 @dataclass
@@ -234,6 +235,8 @@ def _load_options(spec: Any, allowed: tuple[str, ...], what: str) -> dict[str, A
         problems.append(
             f"{what}.prefix: expected a str such as 'backbone.', got {spec['prefix']!r}"
         )
+    if "weights" in spec:
+        problems += check_weights_choice(spec["weights"], f"{what}.weights")
     rk = spec.get("revise_keys", ())
     if not (
         isinstance(rk, (list, tuple))
@@ -291,11 +294,14 @@ def _pretrained_options(init_cfg: Any, what: str) -> dict[str, Any]:
 
 def load_weights(runner: Runner, spec: Any) -> LoadReport:
     """``load_from``: a path, or ``dict(checkpoint=PATH, prefix=.., revise_keys=[..],
-    strict=False)``; weights only, into the unwrapped model."""
+    strict=False, weights='ema'|'raw')``; weights only, into the unwrapped model.
+    ``weights`` picks the EMA or the raw weights of a checkpoint (:func:`~.ema_choice.choose_weights`)."""
     opts = _load_options(spec, _LOAD_FROM_KEYS, "load_from")
     path = os.fspath(opts["checkpoint"])
+    chosen, _, which = choose_weights(path, opts.get("weights"), "load_from")
+    runner.logger.info(f"load_from: loading {which}")
     state = revise_state(
-        read_weights(path, "load_from"),
+        chosen,
         opts.get("prefix"),
         opts.get("revise_keys", ()),
         "load_from",

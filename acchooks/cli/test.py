@@ -30,6 +30,12 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
         required=True,
         help="our checkpoint directory, a .safetensors file or a .pth (weights only)",
     )
+    p.add_argument(
+        "--weights",
+        choices=["ema", "raw"],
+        help="of a checkpoint with an EMAHook: its EMA or its trained (raw) weights "
+        "(default: those EvalHook evaluated in that run; raw if it does not say)",
+    )
     p.add_argument("--split", choices=["test", "val"], help="default: test if set, else val")
     p.add_argument("--metrics", nargs="+", help="default: the config's evaluation.metric")
     p.add_argument("--out", help="JSON file for the results (default <work_dir>/test_<split>.json)")
@@ -82,21 +88,31 @@ def resolve_checkpoint(path: str) -> str:
     return target
 
 
-def _load_checkpoint(model: nn.Module, checkpoint: str, accelerator: Accelerator) -> bool:
-    """Load ``checkpoint`` into ``model``; False (reported by the main process) if it
-    cannot be read or does not fit."""
-    from ..checkpoint.weights import load_state_into, read_weights
+def _load_checkpoint(
+    model: nn.Module, checkpoint: str, accelerator: Accelerator, weights: str | None = None
+) -> str | None:
+    """Load ``checkpoint`` (its EMA or raw ``weights``, see ``--weights``) into ``model``;
+    which were loaded (``'ema'``/``'raw'``), or None (reported by the main process) if
+    it cannot be read or does not fit."""
+    from ..checkpoint.ema_choice import choose_weights
+    from ..checkpoint.weights import load_state_into
 
     try:
-        state = read_weights(checkpoint, "--checkpoint")
+        state, kind, which = choose_weights(checkpoint, weights, "--checkpoint", "--weights")
+        if accelerator.is_main_process:
+            print(f"evaluating {which}")
         # strict: evaluating other weights would be meaningless
         load_state_into(model, state, source=checkpoint, what="--checkpoint", strict=True)
     except (ConfigError, RuntimeError) as e:
         if accelerator.is_main_process:
-            msg = str(e) if str(e).startswith("--checkpoint") else f"--checkpoint {checkpoint}: {e}"
+            msg = (
+                str(e)
+                if str(e).startswith(("--checkpoint", "--weights"))
+                else f"--checkpoint {checkpoint}: {e}"
+            )
             print(f"acchooks: error: {msg}", file=sys.stderr)
-        return False
-    return True
+        return None
+    return kind
 
 
 def _report(args: argparse.Namespace, cfg: Config, split: str, results: dict, n: int) -> None:
@@ -107,7 +123,13 @@ def _report(args: argparse.Namespace, cfg: Config, split: str, results: dict, n:
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump(
-            {"checkpoint": args.checkpoint, "split": split, "num_samples": n, **results},
+            {
+                "checkpoint": args.checkpoint,
+                "weights": args.weights_used,
+                "split": split,
+                "num_samples": n,
+                **results,
+            },
             f,
             indent=2,
         )
@@ -129,7 +151,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
     accelerator = build_accelerator(cfg)
     model, _ = build_model(cfg.model)
-    if not _load_checkpoint(model, args.checkpoint, accelerator):
+    args.weights_used = _load_checkpoint(model, args.checkpoint, accelerator, args.weights)
+    if args.weights_used is None:
         return EXIT_BAD_INPUT
     loader = build_dataloader(cfg.data, split, cfg.get("seed") or 0, train=False)
     model, loader = accelerator.prepare(model, loader)

@@ -29,6 +29,9 @@ evaluation at the latest. So checkpoints, resume and evaluation see the same EMA
 evaluation (and the best checkpoint it writes) and puts the trained ones back after.
 Unlike mmcv's swap from ``after_train_epoch`` to the next ``before_train_epoch``, regular
 checkpoints therefore hold the trained weights, and resume continues training exactly.
+The EMA weights are in the hook's state, with ``evaluated`` (``'ema'``/``'raw'``): ``acchooks
+test``/``convert --weights ema|raw`` and ``load_from=dict(checkpoint=..., weights=...)``
+choose between them, by default the ones EvalHook evaluated.
 """
 
 from __future__ import annotations
@@ -236,6 +239,8 @@ class EMAHook(Hook):
             "step": self.seen_step,
             "momentum": self.momentum,
             "interval": self.interval,
+            # what EvalHook evaluates: the default of acchooks test/convert --weights
+            "evaluated": "ema" if self.evaluate_with_ema else "raw",
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -13,6 +13,10 @@ classifier; pass ``--prefix-map head.fc.=head.`` etc. for models whose classifie
 named otherwise). ``--prefix-map`` rules are applied first, in order; an mmcls default
 rule whose old prefix you mapped yourself is not applied.
 
+Of one of our checkpoint directories with an EMAHook state, ``--weights ema|raw`` picks the
+EMA or the trained weights (default: those EvalHook evaluated in that run; raw, saying so,
+if the checkpoint does not record it); ``--weights ema`` on anything else is an error.
+
 OUT is the file to write, or a directory to write ``model.safetensors`` into. Tensors are
 made contiguous; tensors sharing memory (tied weights) are stored as separate copies,
 since safetensors refuses shared storage. Nothing is written when IN cannot be used.
@@ -77,14 +81,15 @@ def _output_file(src: str, out: str, overwrite: bool) -> str:
     return out
 
 
-def _read_state(src: str) -> dict:
-    """``src``'s weights; any reason it cannot be used is one ToolError line."""
-    from ..checkpoint.weights import read_weights
+def _read_state(src: str, weights: str | None = None) -> tuple[dict, str]:
+    """``src``'s weights (the EMA or raw ones, ``--weights``) and a phrase naming them;
+    any reason they cannot be used is one ToolError line."""
+    from ..checkpoint.ema_choice import choose_weights
 
     if not os.path.exists(src):
         raise ToolError(f"input not found: {src}")
     try:
-        state = read_weights(src, what="convert")
+        state, _, which = choose_weights(src, weights, "convert", "--weights")
     except ConfigError as e:
         raise ToolError(str(e).replace("\n", " ")) from None
     except Exception as e:  # noqa: BLE001 - a damaged safetensors file or checkpoint dir
@@ -96,7 +101,7 @@ def _read_state(src: str) -> dict:
             f"convert: {src} holds no tensors (expected a state_dict: a dict of "
             f"name -> tensor, possibly under 'state_dict' or 'model')"
         )
-    return state
+    return state, which
 
 
 def _standalone_tensors(state: dict) -> tuple[dict, dict]:
@@ -142,15 +147,23 @@ def convert(
     prefix_map: list[tuple[str, str]] = (),
     strip_prefixes: list[str] = (),
     overwrite: bool = False,
+    weights: str | None = None,
 ) -> dict:
-    """Write ``src``'s weights to the safetensors file ``out`` (or ``out/model.safetensors``);
-    returns ``{'out', 'tensors', 'renamed', 'shared'}``."""
+    """Write ``src``'s weights (``weights='ema'|'raw'`` of a checkpoint with an EMAHook)
+    to the safetensors file ``out`` (or ``out/model.safetensors``); returns
+    ``{'out', 'tensors', 'renamed', 'shared', 'weights'}`` (``weights``: which, in words)."""
     out = _output_file(src, out, overwrite)
-    state = _read_state(src)
+    state, which = _read_state(src, weights)
     state, applied = convert_state(state, prefix_map, strip_prefixes, source=src)
     tensors, aliases = _standalone_tensors(state)
     _save_atomically(tensors, out, src)
-    return {"out": out, "tensors": len(tensors), "renamed": applied, "shared": sorted(aliases)}
+    return {
+        "out": out,
+        "tensors": len(tensors),
+        "renamed": applied,
+        "shared": sorted(aliases),
+        "weights": which,
+    }
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -177,6 +190,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="PREFIX",
         help="remove these key prefixes, e.g. module.",
     )
+    p.add_argument(
+        "--weights",
+        choices=["ema", "raw"],
+        help="of a checkpoint with an EMAHook: its EMA or its trained (raw) weights "
+        "(default: those EvalHook evaluated in that run; raw if it does not say)",
+    )
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=run)
     return p
@@ -184,7 +203,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """``acchooks convert``: convert, print what was renamed and written; the exit status."""
-    res = convert(args.src, args.out, _parse_map(args.prefix_map), args.strip_prefix, args.force)
+    res = convert(
+        args.src,
+        args.out,
+        _parse_map(args.prefix_map),
+        args.strip_prefix,
+        args.force,
+        args.weights,
+    )
+    print(f"converted {res['weights']}")
     for rule in res["renamed"]:
         print(f"renamed {rule}")
     if res["shared"]:
