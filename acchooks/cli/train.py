@@ -153,9 +153,10 @@ def _train(args, cfg: Config, warnings: list[str], lock, main_proc: bool) -> int
         if signum:
             return _stopped_before_run(cfg, signum, owner, logger, runner.state.iters_done)
         runner.run()
-    except ConfigError as e:  # also WorkDirBusy, on every process
-        logger.error(f"acchooks: error: {e}")
-        if not main_proc:  # as report_bad_input: let the main process print first
+    except ConfigError as e:  # also WorkDirBusy, on every process: the main one prints
+        if main_proc:
+            logger.error(f"acchooks: error: {e}")
+        else:  # as report_bad_input: let the main process print and exit first
             time.sleep(OTHERS_WAIT_S)
         return EXIT_BAD_INPUT
     except RunError as e:
