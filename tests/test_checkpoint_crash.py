@@ -131,13 +131,13 @@ def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 
     )
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("phase", list(KILLS))
 def _hidden(work) -> list[str]:
     """Hidden entries a killed save may leave (the run's lock file stays: it is the lock)."""
     return sorted(p.name for p in work.iterdir() if p.name.startswith(".") and p.name != LOCK_FILE)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("phase", list(KILLS))
 def test_cli_killed_mid_save_resumes(tmp_path, phase):
     spec, committed = KILLS[phase]
     cfg, work = tmp_path / "crash.py", tmp_path / "work"
