@@ -231,16 +231,18 @@ class _ParamSchedulerHook(Hook):
     def before_train_iter(self, runner: Runner) -> None:
         # the values depend on (step, epoch) only; skip the recomputation when neither the
         # point of the schedule that matters nor the optimizer's groups changed
-        if self.unit == "iter":
-            count, per_epoch, total = runner.iter, runner.epoch_length, runner.max_iters
-        else:
-            count, per_epoch, total = runner.step, runner.steps_per_epoch, runner.max_steps
+        by_iter = self.unit == "iter"
+        count = runner.iter if by_iter else runner.step
         key = (
             runner.epoch if self.by_epoch and self.warmup is None else (count, runner.epoch),
             id(runner.optimizer),
         )
         if key == getattr(self, "_last_key", None):
             return
+        if by_iter:
+            per_epoch, total = runner.epoch_length, runner.max_iters
+        else:
+            per_epoch, total = runner.steps_per_epoch, runner.max_steps
         values = self.values_at(count, runner.epoch, per_epoch, total, runner.max_epochs)
         for g, v in zip(runner.optimizer.param_groups, values, strict=True):
             self._set(g, v)
