@@ -54,16 +54,22 @@ class IterTimerHook(Hook):
     def before_epoch(self, runner: Runner) -> None:
         self.t = time.perf_counter()
 
-    def before_iter(self, runner: Runner) -> None:
-        runner.log_buffer.update({"data_time": time.perf_counter() - self.t})
+    # the stages themselves, not the generic before_iter/after_iter: one call less each
+    def before_train_iter(self, runner: Runner) -> None:
+        self.t_data = time.perf_counter() - self.t
 
-    def after_iter(self, runner: Runner) -> None:
-        dt = time.perf_counter() - self.t
+    before_val_iter = before_train_iter
+
+    def after_train_iter(self, runner: Runner) -> None:
+        now = time.perf_counter()
+        dt = now - self.t
         buf = runner.log_buffer
-        buf.update({"time": dt})
+        buf.update({"data_time": self.t_data, "time": dt})
         n = runner.outputs.get("num_samples")
         if n is None:
             n = batch_size(runner.data_batch)
         if n and dt > 0:
             buf.update({"samples/s": n * self.num_processes / dt}, dt)
-        self.t = time.perf_counter()
+        self.t = now
+
+    after_val_iter = after_train_iter
