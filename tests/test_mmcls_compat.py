@@ -277,6 +277,12 @@ def test_ipu_runner_is_refused_with_the_reason(tmp_path):
         check_or_raise(cfg, "x.py")
 
 
+def test_ipu_fp16_options_are_refused_with_the_reason(tmp_path):
+    cfg = tiny_config(tmp_path, fp16=dict(loss_scale=256.0, accum_type="half"))
+    with pytest.raises(ConfigError, match=r"fp16.accum_type: .*mmcv's IPU \(Graphcore\)"):
+        check_or_raise(cfg, "x.py")
+
+
 @pytest.mark.slow
 def test_mmcls_style_config_dry_run(tmp_path):
     res = subprocess.run(

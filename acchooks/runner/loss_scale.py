@@ -41,9 +41,20 @@ LOSS_SCALE = Check(
     ),
 )
 
+# MMClassification's IPU configs add these to fp16; IPUs (Graphcore) are not a target
+IPU_ONLY = Check(
+    "no value: it is an option of mmcv's IPU (Graphcore) runner, which acchooks does not "
+    "run on; remove it (fp16 on GPUs needs only loss_scale)",
+    lambda v: v is None,
+)
+
 FP16 = OptionSet(
     "fp16",
-    [Option("loss_scale", LOSS_SCALE, DEFAULT_LOSS_SCALE, "mmcv's meaning (module doc)")],
+    [
+        Option("loss_scale", LOSS_SCALE, DEFAULT_LOSS_SCALE, "mmcv's meaning (module doc)"),
+        Option("accum_type", IPU_ONLY, None, "mmcv's IPU option: refused"),
+        Option("velocity_accum_type", IPU_ONLY, None, "mmcv's IPU option: refused"),
+    ],
     "``fp16=dict(loss_scale=512.)``: fp16 mixed precision with mmcv's loss scale.",
 )
 
