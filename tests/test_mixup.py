@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -21,13 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 from timm.data import Mixup
 
 from acchooks import HOOKS, Hook
 from acchooks.errors import ConfigError
 from acchooks.hooks.mixup import MixupHook, draw_seed
-from acchooks.testing import run_config, tiny_config
+from acchooks.testing import run_config, same_weights, tiny_config, train_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -159,29 +157,18 @@ RESUMABLE = dict(
 )
 
 
-def _losses(work: Path) -> list:
-    (log,) = work.glob("*.log.json")
-    recs = [json.loads(line) for line in log.read_text().splitlines()]
-    return [(r["step"], r["loss"]) for r in recs if r.get("mode") == "train"]
-
-
-def _same_weights(a: Path, b: Path) -> None:
-    ta, tb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
-    assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
-
-
 def test_mixup_resume_mid_epoch_is_bit_exact(tmp_path):
     straight = tmp_path / "straight"
     run_config(tiny_config(straight, **RESUMABLE))
     resumed = tmp_path / "resumed"
     shutil.copytree(straight / "iter_6", resumed / "iter_6")  # epoch 2, after its 1st batch
     run_config(tiny_config(resumed, **RESUMABLE, resume_from=str(resumed / "iter_6")))
-    _same_weights(straight / "iter_9", resumed / "iter_9")
-    assert _losses(resumed) == _losses(straight)[6:]
+    assert same_weights(straight / "iter_9", resumed / "iter_9")
+    assert train_losses(resumed) == train_losses(straight)[6:]
     # and the mixing mattered: without it the run differs
     plain = tmp_path / "plain"
     run_config(tiny_config(plain, **{**RESUMABLE, "mixup": None}))
-    assert _losses(plain) != _losses(straight)
+    assert train_losses(plain) != train_losses(straight)
 
 
 # ---------------------------------------------------------------- MMClassification's form
@@ -301,5 +288,5 @@ def test_mixup_resume_with_two_processes_is_bit_exact(tmp_path):
     _launch(config, tmp_path / "a", *opts)
     shutil.copytree(tmp_path / "a" / "iter_6", tmp_path / "b" / "iter_6")
     _launch(config, tmp_path / "b", "--resume", "auto", *opts)
-    _same_weights(tmp_path / "a" / "iter_12", tmp_path / "b" / "iter_12")
-    assert _losses(tmp_path / "b") == _losses(tmp_path / "a")[6:]
+    assert same_weights(tmp_path / "a" / "iter_12", tmp_path / "b" / "iter_12")
+    assert train_losses(tmp_path / "b") == train_losses(tmp_path / "a")[6:]

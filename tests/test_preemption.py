@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors.torch import load_file
+
+from acchooks.testing import same_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny_cli.py"
@@ -57,11 +57,6 @@ def run(work, extra=(), launcher=(sys.executable,), signal_at=None):
         text=True,
         timeout=300,
     )
-
-
-def same_weights(a: Path, b: Path):
-    ta, tb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
-    return ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
 
 
 @pytest.mark.parametrize("sig", ["SIGTERM", pytest.param("SIGUSR1", marks=pytest.mark.slow)])

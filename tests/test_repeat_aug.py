@@ -5,10 +5,8 @@ of process count. Accelerate deals a loader's batches round-robin to the process
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections import Counter
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +14,7 @@ from timm.data.distributed_sampler import RepeatAugSampler as TimmRepeatAugSampl
 
 from acchooks.datasets.samplers import RepeatAugSampler
 from acchooks.errors import ConfigError
-from acchooks.testing import run_config, tiny_config
+from acchooks.testing import run_config, same_weights, tiny_config, train_losses
 
 
 def dealt(sampler: RepeatAugSampler) -> list[list[int]]:
@@ -106,22 +104,12 @@ RESUMABLE = dict(
 )
 
 
-def _losses(work: Path) -> list:
-    (log,) = work.glob("*.log.json")
-    recs = [json.loads(line) for line in log.read_text().splitlines()]
-    return [(r["step"], r["loss"]) for r in recs if r.get("mode") == "train"]
-
-
 def test_resume_mid_epoch_is_bit_exact(tmp_path):
-    from safetensors.torch import load_file
-
     run_config(tiny_config(tmp_path / "a", **RESUMABLE))
     shutil.copytree(tmp_path / "a" / "iter_6", tmp_path / "b" / "iter_6")
     run_config(tiny_config(tmp_path / "b", **RESUMABLE, resume_from="auto"))
-    assert _losses(tmp_path / "b") == _losses(tmp_path / "a")[6:]
-    ta = load_file(str(tmp_path / "a" / "iter_9" / "model.safetensors"))
-    tb = load_file(str(tmp_path / "b" / "iter_9" / "model.safetensors"))
-    assert all(torch.equal(ta[k], tb[k]) for k in ta)
+    assert train_losses(tmp_path / "b") == train_losses(tmp_path / "a")[6:]
+    assert same_weights(tmp_path / "a" / "iter_9", tmp_path / "b" / "iter_9")
 
 
 def test_mmcls_sampler_key_is_used_and_checked(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from acchooks.testing import run_config, tiny_config
+from acchooks.testing import run_config, tiny_config, train_losses
 
 # random augmentation (hflip), dropout, warmup, AdamW state, worker processes
 RESUMABLE = dict(
@@ -22,12 +22,6 @@ RESUMABLE = dict(
     runner=dict(max_epochs=3),
     workflow=[("train", 1)],
 )
-
-
-def losses(work: Path) -> list[tuple[int, float]]:
-    (log,) = work.glob("*.log.json")
-    recs = [json.loads(line) for line in log.read_text().splitlines()]
-    return [(r["step"], r["loss"], r["lr"]) for r in recs if r.get("mode") == "train"]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +50,7 @@ def test_resume_mid_epoch_is_bit_exact(straight, tmp_path, resume_at):
     assert runner.iter == 15 and runner.epoch == 3
     _assert_same_final_state(straight, tmp_path)
     done = int(resume_at.split("_")[1])
-    assert losses(tmp_path) == losses(straight)[done:]
+    assert train_losses(tmp_path) == train_losses(straight)[done:]
 
 
 def test_resume_at_epoch_boundary_is_bit_exact(straight, tmp_path):
@@ -76,19 +70,19 @@ def test_resume_at_epoch_boundary_is_bit_exact(straight, tmp_path):
     cfg = tiny_config(tmp_path / "resumed", **RESUMABLE, resume_from=str(work / "epoch_1"))
     run_config(cfg)
     _assert_same_final_state(straight, tmp_path / "resumed")
-    assert losses(tmp_path / "resumed") == losses(straight)[5:]
+    assert train_losses(tmp_path / "resumed") == train_losses(straight)[5:]
 
 
 def test_resume_auto_picks_newest_and_fresh_start_when_none(straight, tmp_path):
     shutil.copytree(straight / "iter_6", tmp_path / "iter_6")
     shutil.copytree(straight / "iter_9", tmp_path / "iter_9")
     runner = run_config(tiny_config(tmp_path, **RESUMABLE, resume_from="auto"))
-    assert losses(tmp_path) == losses(straight)[9:]
+    assert train_losses(tmp_path) == train_losses(straight)[9:]
     assert runner.step == 15
     empty = tmp_path / "empty"
     runner = run_config(tiny_config(empty, **RESUMABLE, resume_from="auto"))
     assert "no complete checkpoint" in next(empty.glob("*.log")).read_text()
-    assert losses(empty) == losses(straight)
+    assert train_losses(empty) == train_losses(straight)
 
 
 def test_weights_only_checkpoint_cannot_resume(straight, tmp_path):

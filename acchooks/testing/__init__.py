@@ -55,8 +55,30 @@ def run_config(cfg: Config, timestamp: str | None = None):
     from ..hooks.logger.text import now_timestamp
 
     os.makedirs(cfg.work_dir, exist_ok=True)
-    timestamp = timestamp or now_timestamp()
+    timestamp = timestamp or now_timestamp(cfg.work_dir)
     logger = get_logger(os.path.join(cfg.work_dir, f"{timestamp}.log"))
     runner = build_runner(cfg, logger, timestamp)
     runner.run()
     return runner
+
+
+def train_losses(work_dir: str | os.PathLike) -> list[tuple[int, float, float]]:
+    """(step, loss, lr) of every train record in the run's JSON log
+    (``<timestamp>.log.json``; the work dir must hold one): two runs trained alike, or a
+    resumed run and the part of a straight run after the resume point, compare equal."""
+    import json
+    from pathlib import Path
+
+    (log,) = Path(work_dir).glob("*.log.json")
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    return [(r["step"], r["loss"], r["lr"]) for r in records if r.get("mode") == "train"]
+
+
+def same_weights(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether checkpoints ``a`` and ``b`` hold bitwise equal model weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    ta = load_file(os.path.join(a, "model.safetensors"))
+    tb = load_file(os.path.join(b, "model.safetensors"))
+    return ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
