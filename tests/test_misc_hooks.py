@@ -205,3 +205,23 @@ def test_misspelled_argument_names_hook_argument_and_choices(tmp_path, hook, typ
 def test_bad_values_are_config_errors(cfg, message):
     with pytest.raises(ConfigError, match=message):
         HOOKS.build(cfg)
+
+
+def test_two_runs_in_one_second_keep_separate_logs(tmp_path, monkeypatch):
+    """A run and its resume can start within one second: each gets its own log files."""
+    import time
+
+    second = time.localtime()
+    monkeypatch.setattr(time, "localtime", lambda *a: second)  # both runs: the same second
+    logs = dict(log_config=dict(interval=1), checkpoint_config=dict(interval=1))
+    run_config(tiny_config(tmp_path, **logs, runner=dict(max_epochs=1)))
+    run_config(tiny_config(tmp_path, **logs, runner=dict(max_epochs=2), resume_from="auto"))
+    stamp = time.strftime("%Y%m%d_%H%M%S", second)
+    first, resumed = tmp_path / f"{stamp}.log.json", tmp_path / f"{stamp}_2.log.json"
+    epochs = []
+    for log in (first, resumed):
+        records = [json.loads(line) for line in log.read_text().splitlines()]
+        assert "mode" not in records[0]  # each file starts with its own run's meta line
+        epochs.append({r["epoch"] for r in records[1:] if r.get("mode") == "train"})
+    assert epochs == [{1}, {2}]
+    assert (tmp_path / f"{stamp}.log").exists() and (tmp_path / f"{stamp}_2.log").exists()

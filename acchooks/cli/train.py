@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             from ..hooks.logger.text import now_timestamp
             from .dry_run import dry_run
 
-            return dry_run(cfg, warnings, now_timestamp(), main_proc)
+            stamp = now_timestamp(cfg.work_dir if main_proc else None)
+            return dry_run(cfg, warnings, stamp, main_proc)
         lock = lock_for_run(cfg.work_dir, main_proc)
     except ConfigError as e:
         return report_bad_input(e)
@@ -136,7 +137,7 @@ def _train(args, cfg: Config, warnings: list[str], lock, main_proc: bool) -> int
     from ..runner import build_runner
     from ..runner.preemption import Preempted, signalled_before_run
 
-    timestamp = now_timestamp()
+    timestamp = now_timestamp(cfg.work_dir if owner else None)  # only the owner writes logs
     if owner:
         cfg.dump(osp.join(cfg.work_dir, osp.basename(args.config)))
     logger = get_logger(

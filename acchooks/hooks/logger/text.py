@@ -129,5 +129,16 @@ class TextLoggerHook(LoggerHook):
         return head + ", ".join(parts)
 
 
-def now_timestamp() -> str:
-    return time.strftime("%Y%m%d_%H%M%S", time.localtime())
+def now_timestamp(work_dir: str | None = None) -> str:
+    """mmcv's ``%Y%m%d_%H%M%S``, the name of a run's ``.log`` and ``.log.json``; with
+    ``work_dir``, suffixed ``_2``, ``_3``, ... when a run of the same second already wrote
+    its logs there (a run and its resume within one second), so no run appends to
+    another's log."""
+    stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime())
+    if work_dir is None:
+        return stamp
+    name, n = stamp, 1
+    while any(os.path.exists(os.path.join(work_dir, name + e)) for e in (".log", ".log.json")):
+        n += 1
+        name = f"{stamp}_{n}"
+    return name
