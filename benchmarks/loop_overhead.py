@@ -47,8 +47,9 @@ SIDES = ("acchooks", "minimal")
 # timm's test_resnet is ~20 ms per step on this machine, which would bury it.
 # data="tensors": both sides iterate the same prepared DataLoader over an in-memory
 # TensorDataset (the acchooks side is built in-process as train.py builds it, then its
-# train loader is swapped), because acchooks' SeededDataset costs ~0.7 ms per sample on
-# this machine and would bury the loop's own cost. data="shapes": the real CLI and data.
+# train loader is swapped), so that generating Shapes images and seeding them
+# (benchmarks/seeded_dataset.py) do not bury the loop's own cost. data="shapes": the real
+# CLI and data.
 WORKLOADS = {
     "mlp": dict(
         model="BenchMLP", img=16, batch=8, epoch_len=200, warmup=200, iters=2000, data="tensors"

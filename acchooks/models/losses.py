@@ -27,7 +27,10 @@ class CrossEntropyLoss(nn.Module):
 
     Targets may be class indices or per-class probabilities (e.g. after mixup).
     ``weight`` (per-class weights) may be a list; it is kept as a buffer so it follows
-    the module to its device.
+    the module to its device. ``use_sigmoid=True`` is mmcls's multi-label loss: binary
+    cross-entropy with logits on multi-hot targets (class indices become one-hot),
+    difficult labels (-1) counted as positives (mmcls's MultiLabelClsHead takes
+    ``abs``), summed over classes and averaged over samples (mmcls's ``avg_factor``).
     """
 
     target_kind = "both"
@@ -39,8 +42,10 @@ class CrossEntropyLoss(nn.Module):
         weight: Sequence[float] | torch.Tensor | None = None,
         reduction: str = "mean",
         ignore_index: int = -100,
+        use_sigmoid: bool = False,
     ):
         super().__init__()
+        self.use_sigmoid = bool(use_sigmoid)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if reduction not in ("mean", "sum", "none"):
@@ -53,6 +58,8 @@ class CrossEntropyLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         weight = None if self.weight is None else self.weight.to(logits.dtype)
+        if self.use_sigmoid:
+            return self._sigmoid(logits, target, weight)
         loss = F.cross_entropy(
             logits,
             target,
@@ -63,8 +70,21 @@ class CrossEntropyLoss(nn.Module):
         )
         return loss * self.loss_weight if self.loss_weight != 1.0 else loss
 
+    def _sigmoid(self, logits: torch.Tensor, target: torch.Tensor, weight) -> torch.Tensor:
+        if target.dim() == 1:  # class indices
+            target = F.one_hot(target.long(), logits.shape[1])
+        target = target.to(logits.dtype).abs()  # difficult (-1) -> positive, as mmcls
+        loss = F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="none")
+        if self.reduction == "mean":
+            loss = loss.sum() / max(len(logits), 1)
+        elif self.reduction == "sum":
+            loss = loss.sum()
+        return loss * self.loss_weight if self.loss_weight != 1.0 else loss
+
     def extra_repr(self) -> str:
-        return f"label_smoothing={self.label_smoothing}, loss_weight={self.loss_weight}"
+        return f"label_smoothing={self.label_smoothing}, loss_weight={self.loss_weight}" + (
+            ", use_sigmoid=True" if self.use_sigmoid else ""
+        )
 
 
 # timm's own losses, under their timm names.

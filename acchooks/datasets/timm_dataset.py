@@ -1,0 +1,129 @@
+"""``TimmDataset``: a dataset named by ``timm.data.create_dataset``'s readers, with timm's
+transforms.
+
+``dict(type='TimmDataset', name='torch/mnist', root='data/mnist', split='train')``: the
+name's prefix picks timm's reader: ``torch/<name>`` a torchvision dataset (never
+downloaded), ``hfds/<name>`` a Hugging Face dataset (needs the ``datasets`` package), no
+prefix a folder or tar of images (timm's ``ImageDataset``). Streamed readers (``wds/``,
+``hfids/``, ``tfds/``) are not supported yet: refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_dataset, create_transform
+
+from ..errors import ConfigError, did_you_mean
+from ..registry import DATASETS, accepted_arguments
+
+_MAP_PREFIXES = ("", "torch", "hfds")
+_STREAMED = ("wds", "hfids", "tfds")
+_OWN = {"name", "root", "split", "input_size", "is_training", "mean", "std"}
+_OWN |= {"crop_pct", "interpolation", "class_map", "dataset_kwargs", "type"}
+
+
+def _prefix(name: str) -> str:
+    prefix, sep, _ = name.partition("/")
+    return prefix.lower() if sep else ""
+
+
+@DATASETS.register_module()
+class TimmDataset:
+    """A map-style dataset from ``timm.data.create_dataset(name, root, split=...)`` with
+    ``timm.data.create_transform``; extra keyword arguments go to ``create_transform``,
+    ``dataset_kwargs`` to the reader. ``.classes`` where the reader has them."""
+
+    def __init__(
+        self,
+        name: str,
+        root: str,
+        split: str = "train",
+        input_size: int | tuple[int, ...] = 224,
+        is_training: bool = False,
+        mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
+        std: tuple[float, ...] = IMAGENET_DEFAULT_STD,
+        crop_pct: float | None = None,
+        interpolation: str = "bilinear",
+        class_map: str | dict | None = None,
+        dataset_kwargs: dict | None = None,
+        **transform_kwargs: Any,
+    ) -> None:
+        cfg = dict(name=name, root=root, **transform_kwargs)
+        problems = self.check_config(cfg, path="TimmDataset")
+        if problems:
+            raise ConfigError(problems)
+        self.dataset = create_dataset(
+            name,
+            root=os.fspath(root),
+            split=split,
+            class_map=class_map,
+            is_training=is_training,
+            download=False,
+            **(dataset_kwargs or {}),
+        )
+        self.dataset.transform = create_transform(
+            input_size,
+            is_training=is_training,
+            mean=mean,
+            std=std,
+            crop_pct=crop_pct,
+            interpolation=interpolation,
+            **transform_kwargs,
+        )
+        self.name, self.is_training = name, is_training
+        reader = getattr(self.dataset, "reader", None)
+        if hasattr(self.dataset, "classes"):
+            self.classes = list(self.dataset.classes)
+        elif getattr(reader, "class_to_idx", None):
+            order = sorted(reader.class_to_idx.items(), key=lambda kv: kv[1])
+            self.classes = [str(c) for c, _ in order]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        image, target = self.dataset[index]
+        return image, int(target)
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any], path: str = "dataset") -> list[str]:
+        """Problems found without reading data: the arguments, the name's reader, the root."""
+        allowed = (accepted_arguments(create_transform)[0] - {"is_training"}) | _OWN
+        problems = [
+            f"{path}: unexpected argument '{k}' for TimmDataset{did_you_mean(k, sorted(allowed))}"
+            for k in cfg
+            if k not in allowed
+        ]
+        name, root = cfg.get("name"), cfg.get("root")
+        if not isinstance(name, str):
+            return problems + [
+                f"{path}.name: expected a timm dataset name such as "
+                f"'torch/mnist', 'hfds/<name>' or '' (a folder), found {name!r}"
+            ]
+        prefix = _prefix(name)
+        if prefix in _STREAMED:
+            problems.append(
+                f"{path}.name: '{name}': timm's streamed readers ({', '.join(_STREAMED)}) are "
+                "not supported by TimmDataset yet; use a folder ('') or 'torch/...' name"
+            )
+        elif prefix not in _MAP_PREFIXES:
+            problems.append(
+                f"{path}.name: unknown reader prefix '{prefix}/' in '{name}' (expected one of "
+                f"torch/, hfds/, or no prefix for a folder){did_you_mean(prefix, _MAP_PREFIXES)}"
+            )
+        elif prefix == "hfds" and importlib.util.find_spec("datasets") is None:
+            problems.append(
+                f"{path}.name: '{name}' needs the 'datasets' package (pip install datasets)"
+            )
+        if not isinstance(root, (str, os.PathLike)):
+            problems.append(f"{path}.root: expected the data folder (a path), found {root!r}")
+        elif not os.path.exists(root):
+            problems.append(
+                f"{path}.root: not found: {os.fspath(root)} (check the path; relative paths "
+                f"start from {os.getcwd()}; datasets are never downloaded at run time)"
+            )
+        return problems
