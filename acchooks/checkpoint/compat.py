@@ -36,7 +36,7 @@ _VERSION_KEYS = {
 }
 # param_group keys the schedule hooks add in before_run (mmcv's initial_lr and
 # initial_momentum): a checkpoint has them, the run being resumed does not have them yet.
-_SCHEDULE_KEYS = {"initial_lr", "initial_momentum"}
+_SCHEDULE_KEYS = {"initial_lr", "initial_momentum", "lr_batch_scale"}  # + LR scaling's factor
 _IGNORED_GROUP_KEYS = _VERSION_KEYS | _SCHEDULE_KEYS | {"params"}
 
 

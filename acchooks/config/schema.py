@@ -54,6 +54,8 @@ TOP_LEVEL = OptionSet(
         Option("hook_timing", _DICT),
         Option("mixup", _DICT_OR_NONE),
         Option("sampler", _DICT_OR_NONE),
+        *declarations("acchooks.runner.speed_options").SPEED,  # channels_last, sync_bn, compile
+        Option("auto_scale_lr", _DICT_OR_NONE),
         Option("dist_params", _DICT, doc=_MMCV),
         Option("log_level", instance_of(str)),
         *(
@@ -71,6 +73,7 @@ SECTIONS = {
     "data": ("acchooks.runner.options", "DATA"),
     "log_config": ("acchooks.runner.options", "LOG_CONFIG"),
     "fp16": ("acchooks.runner.loss_scale", "FP16"),
+    "auto_scale_lr": ("acchooks.optim.options", "AUTO_SCALE_LR"),
 }
 WORKFLOW_PHASE = Check(
     "('train', N) or ('val', N) with N >= 1",
@@ -217,9 +220,11 @@ def _check_static(cfg: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     problems, warnings = _check_top_level(cfg)
     ok = _bad_keys(cfg, problems)
     problems += _check_workflow(cfg, ok)
-    for key in ("hook_timing", "accelerator", "fp16"):  # fp16 may be None: no fp16
+    for key in ("hook_timing", "accelerator", "fp16", "auto_scale_lr"):  # may be None: off
         if ok(key) and cfg[key] is not None:
             problems += _declared(key).problems(cfg[key], key)
+    if ok("compile") and isinstance(cfg["compile"], Mapping):  # or True/False/None
+        problems += declarations("acchooks.runner.speed_options").COMPILE.problems(cfg["compile"])
     if ok("progress_config") and cfg["progress_config"] is not None:
         problems += _check_progress(cfg["progress_config"])
     problems += _check_folders(cfg, ok)
@@ -241,6 +246,9 @@ def _check_light(cfg: Mapping[str, Any]) -> list[str]:
     if ok("runner"):
         problems += _check_runner(cfg["runner"])
     problems += _check_default_hooks(cfg, ok)
+    from ..optim.lr_scaling import check_lr_scaling
+
+    problems += check_lr_scaling(cfg) if ok("auto_scale_lr") and ok("optimizer") else []
     problems += _check_log_config(cfg, ok)
     problems += _check_evaluation(cfg, ok)
     for i, h in enumerate(cfg["custom_hooks"] if ok("custom_hooks") else []):
@@ -327,7 +335,9 @@ def _check_heavy(cfg: Mapping[str, Any]) -> list[str]:
         problems += check_optimizer_config(cfg["optimizer"], "optimizer")  # (else: pass 2)
     from ..datasets.samplers import check_sampler
     from ..recipes.mixup import check_mixup
+    from ..runner.speed import check_speed  # compile backend and mode
 
+    problems += check_speed(cfg) if ok("compile") else []
     return problems + (check_mixup(cfg) if ok("model") else []) + check_sampler(cfg)
 
 

@@ -11,6 +11,10 @@ which keeps timm's defaults: no weight decay on biases and norm weights
 ``bias_decay_mult``, ``norm_decay_mult``, ``dwconv_decay_mult``, ``custom_keys``) and
 ``layer_decay`` (timm's layer-wise lr decay) build param groups for either kind; each
 group's lr already includes its multiplier, so the schedules scale it from there.
+
+timm's ``lr_base`` / ``lr_base_size`` / ``lr_base_scale`` may replace ``lr``: with the
+:class:`~acchooks.optim.lr_scaling.LrScaling` the runner passes (global batch known),
+the configured lr is scaled before the groups are built (see :mod:`.lr_scaling`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from torch import nn
 from ..config.checks import expected, optional, positive_float, problems_of
 from ..errors import ConfigError, closest, did_you_mean
 from ..registry import accepted_arguments
+from .lr_scaling import LrScaling, lr_base_problems, split_lr_base
 from .options import hyperparameter_problems
 from .param_groups import (
     apply_lr_scale,
@@ -104,8 +109,9 @@ def check_optimizer_config(cfg: Any, path: str = "optimizer") -> list[str]:
             f"{path}.type: missing; name a torch.optim class ('SGD', 'AdamW', ...) "
             f"or a timm optimizer ('lamb', 'lars', ...)"
         ]
-    name, kwargs = cfg["type"], {k: v for k, v in cfg.items() if k != "type"}
-    problems = _check_group_keys(kwargs, path)
+    kwargs, lr_base = split_lr_base({k: v for k, v in cfg.items() if k != "type"})
+    name, problems = cfg["type"], lr_base_problems(lr_base, "lr" in kwargs, path)
+    problems += _check_group_keys(kwargs, path)
     torch_classes = torch_optimizers()
     if isinstance(name, str) and name in torch_classes:
         kwargs.pop("layer_decay", None)  # ours for torch classes, timm's own for timm names
@@ -161,12 +167,19 @@ def _required_arguments(cls: type[torch.optim.Optimizer]) -> list[str]:
     ]
 
 
-def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
-    """The optimizer for ``model`` described by ``cfg`` (see the module docstring)."""
+def build_optimizer(
+    model: nn.Module, cfg: Mapping[str, Any], scaling: LrScaling | None = None
+) -> torch.optim.Optimizer:
+    """The optimizer for ``model`` described by ``cfg`` (see the module docstring), its
+    lr scaled by ``scaling`` (without one, a ``lr_base`` is used as the lr)."""
     problems = check_optimizer_config(cfg)
     if problems:
         raise ConfigError(problems)
-    kwargs = dict(cfg)
+    kwargs, lr_base = split_lr_base(cfg)
+    if "lr_base" in lr_base:
+        kwargs["lr"] = lr_base["lr_base"]
+    if scaling is not None:
+        kwargs["lr"] = scaling.lr
     name = kwargs.pop("type")
     paramwise = kwargs.pop("paramwise_cfg", None)
     cls = torch_optimizers().get(name)
@@ -186,6 +199,8 @@ def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Opt
             kwargs.setdefault("weight_decay", 0.0)  # groups carry their own
         optimizer = _timm_optim().create_optimizer_v2(params, opt=name, **kwargs)
     apply_lr_scale(optimizer)
+    if scaling is not None:
+        scaling.mark(optimizer)
     return optimizer
 
 

@@ -12,7 +12,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..config.checks import Check, boolean, is_number, number_at_least, problems_of
+from ..config.checks import (
+    Check,
+    boolean,
+    is_number,
+    number_at_least,
+    one_of,
+    optional,
+    positive_float,
+    positive_int,
+    problems_of,
+)
 from ..config.optionset import Option, OptionSet
 
 _BETA = Check("a number in [0, 1)", lambda v: is_number(v) and 0 <= v < 1)
@@ -46,3 +56,39 @@ def hyperparameter_problems(kwargs: Mapping[str, Any], path: str = "optimizer") 
             if o.name in kwargs
         )
     )
+
+
+# ------------------------------------------------------------------ LR scaling
+# (consumed by acchooks.optim.lr_scaling; see there and docs/recipes.md)
+SCALE_RULES = ("linear", "sqrt")
+
+AUTO_SCALE_LR = OptionSet(
+    "auto_scale_lr",
+    [
+        Option("enable", boolean, False, "scale optimizer.lr by global batch / base_batch_size"),
+        Option(
+            "base_batch_size",
+            positive_int,
+            None,
+            "the global batch optimizer.lr was tuned for (required when enabled)",
+        ),
+    ],
+    "mmengine's / MMClassification 1.x's ``auto_scale_lr=dict(base_batch_size=256, "
+    "enable=True)``: linear LR scaling by the global batch.",
+)
+
+LR_BASE = OptionSet(
+    "optimizer",
+    [
+        Option("lr_base", positive_float, None, "timm's --lr-base: the lr for lr_base_size"),
+        Option("lr_base_size", positive_int, 256, "timm's --lr-base-size"),
+        Option(
+            "lr_base_scale",
+            optional(one_of((*SCALE_RULES, ""))),
+            None,
+            "timm's --lr-base-scale; None: 'sqrt' for optimizers named *ada*/*lamb*, else 'linear'",
+        ),
+    ],
+    "timm train.py's ``lr = lr_base * (global batch / lr_base_size)`` (or its square "
+    "root), given in ``optimizer`` instead of ``lr``.",
+)

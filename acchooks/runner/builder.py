@@ -4,6 +4,7 @@ data loaders, and the default hooks registered from the config keys."""
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import os
 import os.path as osp
@@ -97,12 +98,16 @@ def _has_accelerator() -> bool:
 
 
 def build_dataloader(
-    data_cfg, split: str, seed: int, train: bool, sampler_cfg=None, accelerator=None
+    data_cfg, split: str, seed: int, train: bool, sampler_cfg=None, accelerator=None, wrap=None
 ) -> DataLoader:
+    """The DataLoader of ``data.<split>``; ``wrap`` (a callable) may wrap its dataset
+    (``acchooks test`` adds each sample's index: evaluation/outputs.py)."""
     from ..datasets.samplers import build_sampler
     from ..datasets.seeded import SeededDataset
 
     dataset = DATASETS.build(data_cfg[split])
+    if wrap is not None:
+        dataset = wrap(dataset)
     if train:  # augmentation: a function of (seed, epoch, index); see SeededDataset
         dataset = SeededDataset(dataset, seed)
     opts = loader_options(data_cfg, split, train)
@@ -236,14 +241,21 @@ def _seed(cfg, accelerator, logger) -> int:
     return seed
 
 
-def _prepared(cfg, accelerator, seed: int) -> tuple[Any, Any, Any, dict[str, Any]]:
-    """Model, criterion, optimizer and data loaders, prepared by Accelerate."""
+def _prepared(
+    cfg, accelerator, seed: int, scaling=None, logger=None
+) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """Model, criterion, optimizer (its lr scaled by ``scaling``) and data loaders,
+    prepared by Accelerate; the speed switches around ``prepare`` (:mod:`.speed`)."""
     from ..models import build_model
     from ..optim import build_optimizer
     from ..recipes.mixup import default_loss
+    from . import speed
 
+    logger = logger or logging.getLogger("acchooks")
+    speed.check_processes(cfg, accelerator)  # sync_bn on CPU processes: before building
     model, criterion = build_model(cfg.model, default_loss=default_loss(cfg))
-    optimizer = build_optimizer(model, cfg.optimizer)
+    model = speed.prepare_model(model, cfg, accelerator, logger)  # sync_bn, channels_last
+    optimizer = build_optimizer(model, cfg.optimizer, scaling)
     train = build_dataloader(cfg.data, "train", seed, True, cfg.get("sampler"), accelerator)
     loaders = {"train": train}
     if cfg.data.get("val") is not None:
@@ -252,7 +264,8 @@ def _prepared(cfg, accelerator, seed: int) -> tuple[Any, Any, Any, dict[str, Any
     prepared = accelerator.prepare(model, optimizer, *loaders.values())
     if criterion is not None:
         criterion = criterion.to(accelerator.device)
-    return prepared[0], criterion, prepared[1], dict(zip(names, prepared[2:], strict=True))
+    model = speed.compile_model(prepared[0], cfg, logger)  # outermost, around DDP
+    return model, criterion, prepared[1], dict(zip(names, prepared[2:], strict=True))
 
 
 def _log_setup(runner, spg: int) -> None:
@@ -280,10 +293,16 @@ def build_runner(cfg, logger, timestamp: str | None = None):
     accelerator = build_accelerator(cfg)
     agree_on_work_dir_lock(accelerator)  # one run per work dir: every process learns it
     seed = _seed(cfg, accelerator, logger)
-    model, criterion, optimizer, loaders = _prepared(cfg, accelerator, seed)
+    spg = loader_options(cfg.data, "train", train=True)["samples_per_gpu"]
+    from ..optim.lr_scaling import lr_scaling, report_lr_scaling
+
+    # auto_scale_lr / optimizer.lr_base: the lr for this global batch (acchooks.optim)
+    scaling = lr_scaling(
+        cfg, spg, accelerator.num_processes, accelerator.gradient_accumulation_steps
+    )
+    model, criterion, optimizer, loaders = _prepared(cfg, accelerator, seed, scaling, logger)
     runner_cfg = dict(cfg.runner)
     runner_type = RUNNERS.get(runner_cfg.pop("type"))
-    spg = loader_options(cfg.data, "train", train=True)["samples_per_gpu"]
     meta = {
         "env_info": _env_info(accelerator),
         "seed": seed,
@@ -308,6 +327,7 @@ def build_runner(cfg, logger, timestamp: str | None = None):
     register_default_hooks(runner, cfg, loaders.get("val"))
     _log_setup(runner, spg)
     resumed = runner.checkpointer.resume(cfg.resume_from) if cfg.get("resume_from") else None
+    report_lr_scaling(logger, scaling, runner.optimizer, resumed is not None)
     if resumed is None and cfg.get("load_from"):
         runner.load_weights(cfg.load_from)
     return runner

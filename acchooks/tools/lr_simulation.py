@@ -20,6 +20,7 @@ from . import ToolError
 
 if TYPE_CHECKING:
     from ..config import Config
+    from ..optim.lr_scaling import LrScaling
 
 
 def _dataset_size(cfg, dataset_size: int | None) -> int:
@@ -128,22 +129,26 @@ def _run_geometry(cfg, dataset_size: int | None, ngpus: int) -> _RunGeometry:
     )
 
 
-def _optimizer(cfg) -> tuple[Any, list[str]]:
+def _optimizer(cfg, scaling: LrScaling | None) -> tuple[Any, list[str]]:
     """The configured optimizer class on stand-in parameters: one group at the configured
-    lr, plus one per paramwise lr multiplier."""
+    lr (scaled for the run's global batch, as the run scales it), plus one per paramwise
+    lr multiplier."""
     import torch
     from torch import nn
 
     from ..optim import build_optimizer
+    from ..optim.lr_scaling import GROUP_KEY
 
     opt_cfg = dict(cfg.optimizer)
     paramwise = opt_cfg.pop("paramwise_cfg", None) or {}
     notes = []
+    if scaling is not None:
+        notes.append(scaling.describe())
     if opt_cfg.pop("layer_decay", None) is not None:
         notes.append("layer_decay: the per-layer groups (lr x layer_decay^depth) are not drawn")
     probe = nn.Module()
     probe.weight = nn.Parameter(torch.zeros(1, 1))
-    optimizer = build_optimizer(probe, opt_cfg)
+    optimizer = build_optimizer(probe, opt_cfg, scaling)
     del optimizer.param_groups[1:]
     base = optimizer.param_groups[0]
     base["name"] = "default"
@@ -154,9 +159,10 @@ def _optimizer(cfg) -> tuple[Any, list[str]]:
         if rule.get("lr_mult", 1.0) != 1.0:
             mults[f"custom_keys['{key}']"] = rule["lr_mult"]
     for name, mult in mults.items():
-        optimizer.add_param_group(
-            {"params": [nn.Parameter(torch.zeros(1))], "lr": base["lr"] * mult, "name": name}
-        )
+        group = {"params": [nn.Parameter(torch.zeros(1))], "lr": base["lr"] * mult, "name": name}
+        if GROUP_KEY in base:
+            group[GROUP_KEY] = base[GROUP_KEY]
+        optimizer.add_param_group(group)
     return optimizer, notes
 
 
@@ -199,7 +205,9 @@ def _step_iterations(geo: _RunGeometry) -> Iterator[tuple[int, int]]:
         yield epoch, it
 
 
-def _schedule_record(cfg, geo: _RunGeometry, optimizer, notes: list[str]) -> dict[str, Any]:
+def _schedule_record(
+    cfg, geo: _RunGeometry, optimizer, notes: list[str], scaling: LrScaling | None
+) -> dict[str, Any]:
     """The output with the run's settings and empty per-step lists (the key order is the
     order of the JSON file)."""
     groups = optimizer.param_groups
@@ -215,6 +223,7 @@ def _schedule_record(cfg, geo: _RunGeometry, optimizer, notes: list[str]) -> dic
         "max_iters": geo.max_iters,
         "max_steps": geo.max_steps,
         "optimizer": type(optimizer).__name__,
+        "lr_scaling": scaling.as_dict() if scaling is not None else None,
         "lr_config": cfg.get("lr_config"),
         "momentum_config": cfg.get("momentum_config"),
         "step": [],
@@ -245,8 +254,11 @@ def _record_step(out: dict[str, Any], groups: list[dict], step: int, epoch: int,
 def lr_schedule(cfg: Config, dataset_size: int | None = None, ngpus: int = 1) -> dict[str, Any]:
     """Every optimizer step of the run ``cfg`` describes, with the lr of each drawn
     group and the momentum: the values the hooks set before that step."""
+    from ..optim.lr_scaling import lr_scaling
+
     geo = _run_geometry(cfg, dataset_size, ngpus)
-    optimizer, notes = _optimizer(cfg)
+    scaling = lr_scaling(cfg, geo.samples_per_gpu, geo.ngpus, geo.accumulation)
+    optimizer, notes = _optimizer(cfg, scaling)
     groups = optimizer.param_groups
     hooks = _hooks(cfg)
     runner = types.SimpleNamespace(
@@ -263,7 +275,7 @@ def lr_schedule(cfg: Config, dataset_size: int | None = None, ngpus: int = 1) ->
     for hook in hooks:
         hook.before_run(runner)  # the run's own checks (ConfigError) and base values
     # after before_run: the record's base lr and momentum key are the ones the run starts from
-    out = _schedule_record(cfg, geo, optimizer, notes)
+    out = _schedule_record(cfg, geo, optimizer, notes, scaling)
     for step, (epoch, it) in enumerate(_step_iterations(geo)):
         runner.step, runner.iter, runner.epoch = step, it, epoch
         for hook in hooks:  # LrUpdaterHook (VERY_HIGH) then MomentumUpdaterHook (HIGH)

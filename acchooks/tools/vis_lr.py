@@ -1,4 +1,4 @@
-"""``acchooks vis-lr CFG [--dataset-size N] [--ngpus N] --out lr.png [--json lr.json]``
+"""``acchooks vis-lr CFG [--dataset-size N] [--num-processes N] --out lr.png [--json lr.json]``
 
 The learning rate (and the momentum, when the optimizer has one) of every optimizer step
 of the configured run, computed by the hooks a run uses (``LrUpdaterHook`` and
@@ -7,12 +7,15 @@ of the configured run, computed by the hooks a run uses (``LrUpdaterHook`` and
 building the model or reading the data:
 
 * iterations per epoch from the dataset size (``--dataset-size``, or ``num_samples`` of
-  a ``Shapes`` train set), ``samples_per_gpu``, ``--ngpus`` and ``drop_last``, as
+  a ``Shapes`` train set), ``samples_per_gpu``, ``--num-processes`` (alias ``--ngpus``)
+  and ``drop_last``, as
   Accelerate shards the train loader (``accelerator.split_batches`` / ``even_batches``);
 * gradient accumulation (``accelerator.gradient_accumulation_steps`` or mmcv's
   ``optimizer_config.cumulative_iters``) gives one optimizer step per window, the last
   window of an epoch being shorter, as Accelerate syncs at the end of the loader (and an
-  iteration-based run steps on its last iteration, as the OptimizerHook arranges).
+  iteration-based run steps on its last iteration, as the OptimizerHook arranges);
+* LR scaling (``auto_scale_lr``, ``optimizer.lr_base``) for the global batch of that
+  many processes, as the run scales it (the note line says how).
 
 With ``paramwise_cfg``, the groups whose lr is the optimizer's lr times a multiplier
 (``bias_lr_mult``, ``custom_keys[..].lr_mult``) are drawn too; ``layer_decay`` groups
@@ -113,7 +116,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         type=int,
         help="train samples (default: num_samples of a Shapes train set)",
     )
-    p.add_argument("--ngpus", type=int, default=1, help="processes the run uses (default 1)")
+    p.add_argument(
+        "--num-processes",
+        "--ngpus",
+        dest="ngpus",
+        type=int,
+        default=1,
+        help="processes the run uses (default 1): the global batch, the LR scaling",
+    )
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--json", help="also write every step's values to this JSON file")
     p.add_argument("--title", help="figure title")
