@@ -14,6 +14,10 @@ rep (rotating which goes first) after warm-up, so machine noise hits all alike. 
 what was just written, i.e. from the page cache. torch.save/torch.load (weights_only=True),
 Accelerate and bare safetensors never fsync. Prints a table and writes JSON (medians,
 min-max, ratios to torch.save/torch.load, bytes on disk).
+
+``--loop`` adds the rows of :mod:`checkpoint_loop` (the synchronous durable save next to
+``async_save=True`` inside a real training loop: stall per save, write time, steps/s) under
+``"loop"``; ``--loop-only`` runs just those and writes ``results/checkpoint_loop.json``.
 """
 
 from __future__ import annotations
@@ -62,7 +66,24 @@ def main() -> None:
     ap.add_argument(
         "--out", default=os.path.join(os.path.dirname(__file__), "results", "checkpoint.json")
     )
+    ap.add_argument("--loop", action="store_true", help="add the training-loop rows")
+    ap.add_argument("--loop-only", action="store_true", help="only the training-loop rows")
+    ap.add_argument("--every", type=int, default=10, help="loop rows: save every N iters")
+    ap.add_argument("--iters", type=int, default=40, help="loop rows: iterations per run")
+    ap.add_argument("--rounds", type=int, default=2, help="loop rows: interleaved rounds")
     args = ap.parse_args()
+    loop = None
+    if args.loop or args.loop_only:
+        from checkpoint_loop import loop_rows
+
+        loop = loop_rows(args.every, args.iters, args.rounds)
+    if args.loop_only:
+        out = os.path.join(os.path.dirname(args.out), "checkpoint_loop.json")
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        with open(out, "w") as fh:
+            json.dump({"model": "resnet50", "loop": loop}, fh, indent=1)
+        print(f"wrote {out}")
+        return
 
     torch.manual_seed(0)
     model = timm.create_model(args.model, pretrained=False)
@@ -184,6 +205,7 @@ def main() -> None:
                 "reps": args.reps,
                 "warmup": args.warmup,
                 "results": results,
+                **({"loop": loop} if loop is not None else {}),
                 "env": {
                     "torch": torch.__version__,
                     "accelerate": accelerate.__version__,

@@ -16,18 +16,28 @@ Phases, in the order a save reaches them (``n`` counts per phase and per process
 ``latest``           checkpoint committed; the new ``latest`` pointer is written to a
                      temporary file that has not yet replaced the old pointer
 ``rotation``         an old checkpoint renamed to a trash name and partly deleted
+
+Background saves (``async_save=True``) reach the same phases on their writer thread, and
+one more on the training thread, before them: ``snapshot`` (the host copy of the state
+half taken; listed in :data:`ASYNC_PHASES`).
+
+``ACCHOOKS_TEST_FAIL_AT=<phase>[:<n>]`` instead raises ``OSError(ENOSPC)`` there, as a
+full disk would (the background-failure tests use it).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
-ENV = "ACCHOOKS_TEST_KILL_AT"
+ENV, FAIL_ENV = "ACCHOOKS_TEST_KILL_AT", "ACCHOOKS_TEST_FAIL_AT"
 PHASES = ("model", "optimizer", "before_manifest", "before_rename", "latest", "rotation")
+ASYNC_PHASES = ("snapshot",)
 _reached: dict[str, int] = {}
+_failed: dict[str, int] = {}
 
 
 def kill_point(phase: str, half_done: Callable[[], None] | None = None) -> None:
@@ -35,10 +45,13 @@ def kill_point(phase: str, half_done: Callable[[], None] | None = None) -> None:
 
     ``half_done`` runs just before the kill to leave what a kill in the middle of the
     operation would leave (a cut file, a half-deleted directory)."""
-    spec = os.environ.get(ENV)
-    if spec is None:  # always the case outside the crash tests
+    spec, fail = os.environ.get(ENV), os.environ.get(FAIL_ENV)
+    if spec is None and fail is None:  # always the case outside the crash tests
         return
-    _maybe_kill(phase, spec, half_done)
+    if fail is not None and _hit(phase, fail, _failed, FAIL_ENV):
+        raise OSError(errno.ENOSPC, f"No space left on device (injected by {FAIL_ENV})")
+    if spec is not None:
+        _maybe_kill(phase, spec, half_done)
 
 
 def truncate_half(f: Path) -> Callable[[], None]:
@@ -52,16 +65,21 @@ def truncate_half(f: Path) -> Callable[[], None]:
     return cut
 
 
-def _maybe_kill(phase: str, spec: str, half_done: Callable[[], None] | None) -> None:
+def _hit(phase: str, spec: str, counts: dict[str, int], env: str) -> bool:
+    """Whether ``spec`` names this phase and this is its occurrence (counted in ``counts``)."""
     name, _, nth = spec.partition(":")
     # A typo must fail the test loudly, not silently never kill.
-    if name not in PHASES or not (nth == "" or (nth.isdigit() and int(nth) > 0)):
+    if name not in PHASES + ASYNC_PHASES or not (nth == "" or (nth.isdigit() and int(nth) > 0)):
         raise ValueError(
-            f"{ENV}={spec!r}: expected <phase>[:<n>] with phase one of "
-            f"{', '.join(PHASES)} and n a positive int"
+            f"{env}={spec!r}: expected <phase>[:<n>] with phase one of "
+            f"{', '.join(PHASES + ASYNC_PHASES)} and n a positive int"
         )
-    _reached[phase] = _reached.get(phase, 0) + 1
-    if name != phase or _reached[phase] != int(nth or 1):
+    counts[phase] = counts.get(phase, 0) + 1
+    return name == phase and counts[phase] == int(nth or 1)
+
+
+def _maybe_kill(phase: str, spec: str, half_done: Callable[[], None] | None) -> None:
+    if not _hit(phase, spec, _reached, ENV):
         return
     if half_done is not None:
         half_done()

@@ -161,7 +161,8 @@ def _train(args, cfg: Config, warnings: list[str], lock, main_proc: bool) -> int
             time.sleep(OTHERS_WAIT_S)
         return EXIT_BAD_INPUT
     except RunError as e:
-        logger.error(f"acchooks: error: {e}")
+        if main_proc or not e.every_process:  # a joint decision: the main process says it
+            logger.error(f"acchooks: error: {e}")
         return EXIT_RUN_FAILED
     except Preempted as e:
         logger.warning(f"{e}; exiting with status {EXIT_PREEMPTED} (resume with --resume auto)")

@@ -35,8 +35,16 @@ does nothing, so the runner and other hooks call it on every hook without ``geta
 
 * :meth:`evaluation_weights` (EMAHook): a context manager entered around an evaluation
   and the best-checkpoint save; the weights it puts in the model are the ones evaluated.
+* :meth:`evaluation_other_weights` (EMAHook): a context entered inside those around an
+  evaluation with ``evaluation.both_weights``; its value is a
+  :class:`~acchooks.evaluation.weight_sets.WeightSet` (the other set of weights, swapped
+  in per batch and logged under its name as prefix), or None.
 * :meth:`evaluation_progress` (ProgressBarHook): a context manager around an evaluation
   whose value is a per-batch callback (a progress bar), or None.
+* :meth:`evaluation_results` (EarlyStoppingHook, the ReduceLROnPlateau LR policy): the
+  metrics of an evaluation, gathered from every process (so the same on each), called by
+  EvalHook on every hook right after it logs them, inside its ``after_train_epoch``
+  (``after_train_iter`` for iteration-based evaluation) at its priority (LOW).
 * :meth:`checkpoint_out_dir` (CheckpointHook): ``checkpoint_config.out_dir``, which the
   runner's Checkpointer turns into the run's checkpoint directory.
 * :meth:`wrap_dataloaders` (EvalHook): replace the data loaders a hook iterates itself
@@ -60,14 +68,18 @@ from ..errors import did_you_mean
 from .stages import FALLBACKS, GENERIC, HOOK_METHODS, STAGES
 
 if TYPE_CHECKING:
+    from ..evaluation.weight_sets import WeightSet
     from ..runner.runner import Runner
 
 
 # what one hook offers another: declared below on Hook, each with a default
 PROTOCOL: tuple[str, ...] = (
     "evaluation_weights",
+    "evaluation_other_weights",
     "evaluation_progress",
+    "evaluation_results",
     "checkpoint_out_dir",
+    "checkpoint_async_save",
     "wrap_dataloaders",
     "nonfinite_policy",
 )
@@ -161,6 +173,12 @@ class Hook:
         swaps weights into the model for evaluation (EMAHook) does it here."""
         return nullcontext()
 
+    def evaluation_other_weights(self, runner: Runner) -> AbstractContextManager[WeightSet | None]:
+        """A context entered inside :meth:`evaluation_weights` when EvalHook evaluates
+        two sets of weights in one pass; its value names a second set and swaps it in for
+        one batch (EMAHook: the set ``evaluation_weights`` did not put in), or None."""
+        return nullcontext(None)
+
     def evaluation_progress(
         self, runner: Runner, total: int
     ) -> AbstractContextManager[Callable[[], None] | None]:
@@ -168,9 +186,18 @@ class Hook:
         per batch (a progress bar), or None."""
         return nullcontext(None)
 
+    def evaluation_results(self, runner: Runner, results: dict[str, float]) -> None:
+        """The metrics of the evaluation that just ran (``accuracy_top-1``: value), the
+        same on every process; read them, do not change them."""
+
     def checkpoint_out_dir(self) -> str | None:
         """The ``out_dir`` this hook gives the run's checkpoints (CheckpointHook), or None."""
         return None
+
+    def checkpoint_async_save(self) -> bool:
+        """Whether this hook asks for background checkpoint saves (CheckpointHook's
+        ``async_save``)."""
+        return False
 
     def wrap_dataloaders(self, wrap: Callable[[Iterable], Iterable]) -> None:
         """Replace each data loader this hook iterates itself by ``wrap(loader)``."""
@@ -209,8 +236,11 @@ class Hook:
 
     @staticmethod
     def is_last_epoch(runner: Runner) -> bool:
-        return runner.epoch + 1 == runner.max_epochs
+        """The last train epoch: ``max_epochs`` reached, or a stop requested
+        (``runner.request_stop``, EarlyStoppingHook)."""
+        return runner.epoch + 1 == runner.max_epochs or runner.stopping
 
     @staticmethod
     def is_last_iter(runner: Runner) -> bool:
-        return runner.iter + 1 == runner.max_iters
+        """The last train iteration: ``max_iters`` reached, or a stop requested."""
+        return runner.iter + 1 == runner.max_iters or runner.stopping

@@ -83,6 +83,12 @@ CHECKPOINT_CONFIG = OptionSet(
         ),
         Option("max_keep_ckpts", integer, -1, "keep the newest N; 0 or less: keep all"),
         Option("save_last", boolean, True, "also save at the end of the run"),
+        Option(
+            "async_save",
+            boolean,
+            False,
+            "True: copy the state to host memory and write it in a background thread",
+        ),
     ],
     "``checkpoint_config=dict(interval=1, max_keep_ckpts=3)``: the CheckpointHook's options.",
 )

@@ -36,17 +36,16 @@ from __future__ import annotations
 import os
 import os.path as osp
 import re
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from .. import checkpoint as ckpt_io  # the bytes on disk (looked up at call time: tests patch it)
 from ..errors import NonFiniteError
-from .fsdp import full_optimizer_state, full_tensors, is_fsdp
+from .async_save import BackgroundSaver, CheckpointSaveError, failure_message
 from .nonfinite import ended_nonfinite, has_nonfinite_parameters, last_good, nonfinite_tensors
 from .resume import all_agree, apply_resumable, main_says, read_resumable
-from .rng import gather_rng_states
+from .save_parts import collect
 
 if TYPE_CHECKING:
     from .runner import Runner
@@ -67,6 +66,8 @@ class Checkpointer:
     def __init__(self, runner: Runner) -> None:
         self._runner = runner
         self.nonfinite_saves: list[str] = []  # this run's checkpoints with NaN/inf weights
+        self.background: BackgroundSaver | None = None  # async_save=True (set by prepare)
+        self._requested: tuple[str, dict[str, Any]] | None = None  # see save_after_stage
 
     # ---------------------------------------------------------------- where
     @property
@@ -93,6 +94,8 @@ class Checkpointer:
         """Before the run saves: remove what killed saves left (main process); a
         collective."""
         runner = self._runner
+        if any(h.checkpoint_async_save() for h in runner.hooks.hooks):
+            self.background = self.background or BackgroundSaver()
         if runner.is_main_process:
             ckpt_io.prepare_work_dir(self.directory, runner.logger)
             runner.logger.info(f"Checkpoints will be saved to {self.directory}")
@@ -101,6 +104,7 @@ class Checkpointer:
     def remove(self, path: str) -> None:
         """Remove a committed checkpoint (never the one ``latest`` names). A collective:
         call it on every process."""
+        self.settle(block=True)  # not while a background save rotates
         runner = self._runner
         if runner.is_main_process and osp.exists(path):
             if Path(osp.realpath(path)) in self._protected(osp.dirname(path), []):
@@ -109,6 +113,16 @@ class Checkpointer:
                 ckpt_io.remove_checkpoint(path)
         runner.accelerator.wait_for_everyone()
 
+    def retain_best(self, kept: list[str], dropped: list[str]) -> None:
+        """Retention of ranked checkpoints (EvalHook's ``max_keep_best``): remove each of
+        ``dropped`` not in ``kept`` with :meth:`remove` (renamed to a hidden trash name
+        first, never ``latest``; a missing one is skipped), after the caller committed the
+        newest of ``kept``, so a kill never leaves fewer than those. A collective."""
+        keep = {osp.realpath(p) for p in kept}
+        for path in dropped:
+            if osp.realpath(path) not in keep:
+                self.remove(path)
+
     def retain(self, saved: str, keep: int) -> None:
         """Keep the newest ``keep`` complete ``<prefix>_<N>`` checkpoints of the run's
         directory, counting ``saved`` (committed by now), removing the oldest by N; never
@@ -116,9 +130,15 @@ class Checkpointer:
         rotates the last good checkpoint away). Only the main process looks and deletes
         (others may see a directory mid-delete, and a per-removal barrier would then
         deadlock); a collective."""
-        runner = self._runner
+        self.settle(block=True)
+        if self._runner.is_main_process:
+            self._rotate(saved, keep)
+        self._runner.accelerator.wait_for_everyone()
+
+    def _rotate(self, saved: str, keep: int) -> None:
+        """:meth:`retain`'s work, on the main process only (no collective)."""
         m = _NUMBERED.fullmatch(osp.basename(saved))
-        if runner.is_main_process and m and keep > 0:
+        if m and keep > 0:
             root = osp.dirname(saved)
             found = [
                 p for _, p in ckpt_io.list_checkpoints(root, m.group(1)) if osp.basename(p) != m[0]
@@ -127,13 +147,12 @@ class Checkpointer:
             kept = self._protected(root, [Path(saved), *reversed(found)])
             for p in doomed:
                 if Path(osp.realpath(p)) in kept:
-                    runner.logger.warning(
+                    self._runner.logger.warning(
                         f"keeping {p.name} beyond max_keep_ckpts={keep}: it is the newest "
                         "checkpoint with finite weights (what latest names)"
                     )
                 else:
                     ckpt_io.remove_checkpoint(p)
-        runner.accelerator.wait_for_everyone()
 
     def _protected(self, root: str, newest_first: list[Path]) -> set[Path]:
         """What retention must not remove (real paths): the checkpoint ``latest`` names,
@@ -161,41 +180,81 @@ class Checkpointer:
         weights_only: bool = False,
         latest: bool = True,
         directory: str | None = None,
+        keep: int = -1,
+        background: bool | None = None,
     ) -> str:
-        """Write checkpoint ``name`` under ``directory`` (default: the run's) and return its
-        path; ``latest=False`` leaves the ``latest`` pointer alone. A collective: every
-        process calls it, the main process writes, nobody goes on before the commit."""
+        """Write checkpoint ``name`` under ``directory`` (default: the run's), return its path;
+        ``latest=False`` leaves ``latest`` alone; ``keep > 0``: then :meth:`retain`. A
+        collective; the main process writes. With ``async_save`` (and ``background`` not
+        False) the run's own checkpoints return once copied to host memory and are written
+        in the background (:meth:`settle` agrees on the commit). Waits for the one in flight."""
+        self.settle(block=True)
         runner = self._runner
-        acc = runner.accelerator
-        root = directory or self.directory
-        path = osp.join(root, name)
-        model_state = acc.get_state_dict(runner.model)  # collective under FSDP/DeepSpeed
-        rng = gather_rng_states(acc)  # collective
-        optimizer_state, hook_states = self._gather(weights_only)
-        finite = True
-        if acc.is_main_process:
-            tensors: dict[str, dict[str, torch.Tensor]] = {"rng": rng}
-            state = self._state(hook_states, tensors)
-            meta = self._meta(state["counters"])
-            finite = self._mark_nonfinite(name, model_state, meta)
-            latest = finite and latest
-            os.makedirs(root, exist_ok=True)
-            cpu_state = {k: v.cpu() for k, v in model_state.items()}
-            ckpt_io.save_checkpoint(
-                path,
-                model_state=cpu_state,
-                optimizer_state=optimizer_state,
-                tensors=tensors,
-                state=state,
-                meta=meta,
-            )
-            if latest:
-                ckpt_io.update_latest_pointer(root, path)
-            runner.logger.info(f"Saving checkpoint at {name} ({state['counters']['iter']} iters)")
+        path = osp.join(directory or self.directory, name)
+        if background is None:
+            background = self.background is not None and directory is None and latest
+        parts = collect(runner, weights_only)  # collectives
+        if background and self.background is not None:
+            write = lambda copied, event: self._write(path, copied, latest, keep, event)  # noqa: E731
+            self.background.start(name, path, parts, write)
+            return path
+        finite = self._write(path, parts, latest, keep) if parts is not None else True
         # every process waits for the commit here and learns whether the weights are finite
-        if not main_says(acc, finite):
+        if not main_says(runner.accelerator, finite):
             self._nonfinite_saved(name)
         return path
+
+    def save_after_stage(self, name: str, **kwargs: Any) -> None:
+        """:meth:`save` once every hook of the current stage has run (the runner calls
+        :meth:`save_requested`), so the checkpoint holds what lower-priority hooks did at
+        this point (EvalHook's best score, EarlyStoppingHook): CheckpointHook's saves."""
+        self._requested = (name, kwargs)
+
+    def save_requested(self) -> None:
+        """Carry out the :meth:`save_after_stage` request, if any (after each stage)."""
+        if self._requested is not None:
+            (name, kwargs), self._requested = self._requested, None
+            self.save(name, **kwargs)
+
+    def _write(self, path: str, parts: dict, latest: bool, keep: int, bg: Any = False) -> bool:
+        """Commit ``parts`` as ``path``, point ``latest`` at it (finite weights only), then
+        rotate; False if its weights are non-finite. The main process only, no collective
+        (the writer thread's job, where ``bg`` is True or the snapshot's CUDA event)."""
+        if bg is not True and bg is not False:  # the device-to-host copies of the snapshot
+            bg.synchronize()
+        name, root = osp.basename(path), osp.dirname(path)
+        finite = self._mark_nonfinite(name, parts["model_state"], parts["meta"])
+        os.makedirs(root, exist_ok=True)
+        model_state = {k: v.cpu() for k, v in parts["model_state"].items()}
+        ckpt_io.save_checkpoint(path, **{**parts, "model_state": model_state})
+        if finite and latest:
+            ckpt_io.update_latest_pointer(root, path)
+        if keep > 0:
+            self._rotate(path, keep)
+        done = f"{name} ({parts['state']['counters']['iter']} iters)"
+        msg = f"Saved checkpoint {done} in the background" if bg else f"Saving checkpoint at {done}"
+        self._runner.logger.info(msg)
+        return finite
+
+    def settle(self, block: bool = False) -> None:
+        """Agree on the background save in flight, if any (then a collective): finished
+        (or, with ``block``, once it is), every process learns whether it committed; a
+        failure raises :class:`CheckpointSaveError` everywhere. Called at each train
+        iteration boundary, and with ``block`` by a save and at the end of the run."""
+        if self.background is None or self.background.pending is None:
+            return
+        done = self.background.agree(self._runner.accelerator, block)
+        if done is not None and "error" in done:
+            raise CheckpointSaveError(failure_message(**done, latest=self.latest))
+        if done is not None and not done["finite"]:
+            self._nonfinite_saved(done["name"])
+
+    def close(self) -> None:
+        """Wait for the save in flight to end and stop the writer thread (no collective:
+        also on an error path). The outcome is kept for :meth:`settle`."""
+        failed = self.background.close() if self.background is not None else None
+        if failed and sys.exc_info()[1] is not None:  # the run stops for another reason
+            self._runner.logger.error(failure_message(**failed, latest=None))
 
     def _nonfinite_saved(self, name: str) -> None:
         """Remember a checkpoint with NaN/inf weights; stop under ``nonfinite='raise'``."""
@@ -214,6 +273,7 @@ class Checkpointer:
     def finish(self) -> None:
         """After the run: if the weights it ends with are non-finite, say so loudly (and
         raise under ``nonfinite='raise'``, for a non-zero exit status). A collective."""
+        self.settle(block=True)
         runner = self._runner
         if all_agree(runner.accelerator, not has_nonfinite_parameters(runner.unwrapped_model)):
             return
@@ -221,42 +281,6 @@ class Checkpointer:
         if self.nonfinite_policy() == "raise":
             raise NonFiniteError(msg)
         runner.logger.error("!" * 78 + "\n" + msg + "\n" + "!" * 78)
-
-    def _gather(self, weights_only: bool) -> tuple[dict | None, dict[str, Any]]:
-        """The optimizer state (main process; every process gathers under FSDP) and each
-        stateful hook's state by ``state_key`` (full tensors under FSDP: EMA DTensors)."""
-        runner = self._runner
-        hooks = {h.state_key: st for h in runner.hooks.hooks if (st := h.state_dict())}
-        if is_fsdp(runner.accelerator):  # collectives: every process gathers its shards
-            opt = None if weights_only else full_optimizer_state(runner.model, runner.optimizer)
-            return opt, {k: full_tensors(v) for k, v in hooks.items()}
-        if weights_only or not runner.accelerator.is_main_process:
-            return None, hooks
-        return runner.optimizer.state_dict(), hooks
-
-    def _state(self, hook_states: dict[str, Any], tensors: dict) -> dict[str, Any]:
-        """The JSON part: counters, scaler, hooks (their tensors go into ``tensors``)."""
-        acc = self._runner.accelerator
-        hooks = {}
-        for key, st in hook_states.items():
-            group: dict[str, torch.Tensor] = {}
-            hooks[key] = ckpt_io.split_tensors(st, "t", group)
-            if group:
-                tensors[f"hook.{key}"] = group
-        scaler = acc.scaler.state_dict() if acc.scaler is not None else None
-        return {"counters": self._runner.state.state_dict(), "hooks": hooks, "scaler": scaler}
-
-    def _meta(self, counters: dict[str, int]) -> dict[str, Any]:
-        runner = self._runner
-        optimizer = getattr(runner.optimizer, "optimizer", runner.optimizer)  # Accelerate's
-        return {
-            **counters,
-            "world_size": runner.accelerator.num_processes,
-            "seed": runner.meta.get("seed"),
-            "optimizer_type": type(optimizer).__name__,
-            "global_batch": runner.meta.get("global_batch"),
-            "config": runner.cfg.pretty_text if runner.cfg is not None else None,
-        }
 
     def _mark_nonfinite(self, name: str, model_state: dict, meta: dict) -> bool:
         """Record non-finite weights in ``meta``; False if there are any: such a

@@ -20,6 +20,7 @@ class RunLength:
     _max_iters: int | None
     _length_of: Iterable | None = None
     _length: int = 0
+    stop_reason: str | None = None  # set by request_stop: the run ends early
 
     @property
     def epoch_length(self) -> int:
@@ -54,3 +55,17 @@ class RunLength:
         else:
             kind = "max_epochs" if self.by_epoch else "max_iters"
             raise ValueError(f"this {type(self).__name__} runs for {kind}; give only {kind}")
+
+    def request_stop(self, reason: str) -> None:
+        """End the run after the current train epoch (iteration for an iteration-based
+        runner) as if its length had been reached: ``after_train_epoch`` and ``after_run``
+        run as usual and :meth:`Hook.is_last_epoch` / ``is_last_iter`` answer True from now
+        on. Call it on every process with the same decision (EarlyStoppingHook decides from
+        gathered metrics). The first reason is kept."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`request_stop` was called: the current epoch/iteration is the last."""
+        return self.stop_reason is not None

@@ -124,7 +124,8 @@ def stop_for_preemption(runner, signum: int) -> None:
         f"{early.describe(signum)}: saving a checkpoint at iteration {state.iters_done} "
         f"(epoch {state.epoch + 1}, batch {state.batches_done}) and stopping"
     )
-    path = runner.checkpointer.save(f"iter_{state.iters_done}")
+    # synchronous, after the save in flight (if any): committed before the marker names it
+    path = runner.checkpointer.save(f"iter_{state.iters_done}", background=False)
     if runner.is_main_process:
         record = {"signal": name, "checkpoint": path, "epoch": state.epoch}
         record.update(iter=state.iters_done, step=state.steps)

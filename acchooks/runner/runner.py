@@ -109,7 +109,8 @@ class Runner(RunLength, TrainStateViews):
     def unwrapped_model(self) -> nn.Module:
         # unwrap_model costs ~0.1 ms in Accelerate (an uncached import lookup): once per model
         if self._unwrapped_for is not self.model:
-            self._unwrapped = self.accelerator.unwrap_model(self.model)
+            # without torch.compile's wrapper too: parameter names carry no _orig_mod.
+            self._unwrapped = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
             self._unwrapped_for = self.model
         return self._unwrapped
 
@@ -136,8 +137,9 @@ class Runner(RunLength, TrainStateViews):
 
     def call_hook(self, stage: str) -> None:
         """Call every hook at ``stage`` (the iteration stages call the table directly:
-        one call less per stage on the hot path)."""
+        one call less per stage on the hot path); then a save CheckpointHook asked for."""
         self.hooks.call(stage, self)
+        self.checkpointer.save_requested()
 
     def get_hook_info(self) -> str:
         return self.hooks.describe()
@@ -178,6 +180,7 @@ class Runner(RunLength, TrainStateViews):
             self._train_step_and_hooks(self.data_batch)
         self.log_buffer.clear_output()
         self.state.end_iter()
+        self.checkpointer.settle()  # a background save that finished: agreed on, or its error
         signum = self.preemption.requested(self.accelerator)
         if signum:
             stop_for_preemption(self, signum)
@@ -188,6 +191,7 @@ class Runner(RunLength, TrainStateViews):
         self.state.finish_batch(n * self._world)
         self.log_buffer.update(outputs["log_vars"], n)
         self.hooks.call("after_train_iter", self)
+        self.checkpointer.save_requested()  # after every hook of the stage (EvalHook's too)
 
     def _val_iter(self, batch: Any) -> None:
         self.data_batch = batch
@@ -268,6 +272,7 @@ class Runner(RunLength, TrainStateViews):
             self._finish_run()  # loggers flush and close their files
             raise
         finally:
+            self.checkpointer.close()  # a save in flight commits before the run ends
             self.preemption.uninstall()
             self.wrap_dataloaders(shutdown_workers)  # no workers outlive the run
         self._finish_run()
@@ -279,11 +284,11 @@ class Runner(RunLength, TrainStateViews):
         self.accelerator.wait_for_everyone()  # exit together: launchers kill stragglers
 
     def _run_epochs(self) -> None:
-        while self.epoch < self.max_epochs:
+        while self.epoch < self.max_epochs and not self.stopping:  # request_stop: ends early
             for phase, n in self.workflow:
                 for _ in range(n):
                     if phase == "train":
-                        if self.epoch >= self.max_epochs:
+                        if self.epoch >= self.max_epochs or self.stopping:
                             break
                         self.train(self.data_loaders["train"])
                     else:
@@ -296,14 +301,14 @@ class Runner(RunLength, TrainStateViews):
         batches, pos = self._unfinished_batches(loader)
         it = iter(batches)
         self.call_hook("before_train_epoch")
-        while self.iter < self.max_iters:
+        while self.iter < self.max_iters and not self.stopping:
             for phase, n in self.workflow:
                 if phase == "val":
                     self.val(self.data_loaders["val"], num_iters=n)
                     self.model.train()
                     continue
                 for _ in range(n):
-                    if self.iter >= self.max_iters:
+                    if self.iter >= self.max_iters or self.stopping:
                         break
                     try:
                         batch = next(it)

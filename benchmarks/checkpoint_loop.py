@@ -1,0 +1,126 @@
+"""Checkpoints inside a real training loop: the synchronous durable save next to
+``checkpoint_config.async_save=True`` (rows of benchmarks/checkpoint.py, ``--loop``).
+
+    OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 python benchmarks/checkpoint.py --loop-only
+
+The acchooks Runner trains timm's resnet50 (pretrained=False) with SGD momentum and an
+EMAHook on generated 32 px Shapes images, an IterBasedRunner, saving every ``--every``
+iterations (fsync + xxh3_128, max_keep_ckpts=1); the same run without checkpoints is the
+baseline. Three runs (none, sync, async) are interleaved ``--rounds`` times. Per save:
+
+* stall: from the CheckpointHook's call to the next iteration starting, minus the same gap
+  on an iteration without a save (the other hooks' share);
+* write: the synchronous save's stall, or the background write from submit to commit;
+* steps/s of each run (the first ``--every`` iterations, warm-up, are not counted).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from typing import Any
+
+from acchooks.hooks.hook import Hook
+from acchooks.registry import HOOKS
+
+
+@HOOKS.register_module()
+class SaveStallProbe(Hook):
+    """Times after_train_iter (just before the CheckpointHook) -> the next before_train_iter."""
+
+    def __init__(self, every: int):
+        self.every, self.gaps, self.starts, self._t = every, {}, [], None
+
+    def before_train_iter(self, runner: Any) -> None:
+        now = time.perf_counter()
+        self.starts.append(now)
+        if self._t is not None:
+            self.gaps.setdefault(self._save, []).append(now - self._t)
+
+    def after_train_iter(self, runner: Any) -> None:
+        self._save = (runner.iter + 1) % self.every == 0
+        self._t = time.perf_counter()
+
+
+def _run(mode: str, every: int, iters: int, work: str) -> dict[str, Any]:
+    from acchooks.testing import run_config, tiny_config
+
+    ckpt = (
+        dict(interval=-1, save_last=False)
+        if mode == "none"
+        else dict(
+            interval=every,
+            by_epoch=False,
+            max_keep_ckpts=1,
+            save_last=False,
+            async_save=mode == "async",
+        )
+    )
+    cfg = tiny_config(
+        work,
+        model=dict(model_name="resnet50"),
+        data=dict(
+            samples_per_gpu=4,
+            train=dict(num_samples=4 * iters, img_size=32),
+        ),
+        runner=dict(_delete_=True, type="IterBasedRunner", max_iters=iters),
+        checkpoint_config=ckpt,
+        log_config=dict(interval=10**6, hooks=[]),
+        hook_timing=dict(enable=False),
+        custom_hooks=[
+            dict(type="EMAHook", momentum=0.001),
+            dict(type="SaveStallProbe", every=every, priority=49),
+        ],
+    )
+    runner = run_config(cfg)
+    probe = next(h for h in runner.hooks.hooks if isinstance(h, SaveStallProbe))
+    starts = probe.starts[every:]
+    bg = runner.checkpointer.background
+    return {
+        "steps_per_s": (len(starts) - 1) / (starts[-1] - starts[0]),
+        "save_gaps": probe.gaps.get(True, []),
+        "other_gaps": probe.gaps.get(False, []),
+        "writes": list(bg.write_seconds) if bg is not None else [],
+        "snapshot_bytes": bg.snapshot.nbytes if bg is not None else 0,
+    }
+
+
+def loop_rows(every: int = 10, iters: int = 40, rounds: int = 2) -> dict[str, Any]:
+    """Run the comparison; returns the rows (medians over every save of every round)."""
+    got: dict[str, list[dict]] = {"none": [], "sync": [], "async": []}
+    modes = list(got)
+    for r in range(rounds):
+        for mode in modes[r % 3 :] + modes[: r % 3]:
+            with tempfile.TemporaryDirectory(prefix="acchooks-loop-") as work:
+                got[mode].append(_run(mode, every, iters, work))
+
+    def med(mode: str, key: str) -> float:
+        return statistics.median(x for run in got[mode] for x in run[key])
+
+    other = med("none", "other_gaps")
+    stall = {m: med(m, "save_gaps") - other for m in ("sync", "async")}
+    steps = {m: statistics.median(run["steps_per_s"] for run in got[m]) for m in got}
+    rows = {
+        "every": every,
+        "iters": iters,
+        "rounds": rounds,
+        "stall_s": stall,
+        "stall_async_vs_sync": stall["async"] / stall["sync"],
+        "write_s": {"sync": stall["sync"], "async": med("async", "writes")},
+        "write_async_vs_sync": med("async", "writes") / stall["sync"],
+        "steps_per_s": steps,
+        "steps_vs_no_save": {m: steps[m] / steps["none"] for m in ("sync", "async")},
+        "snapshot_bytes": got["async"][0]["snapshot_bytes"],
+    }
+    print(
+        f"in a training loop (resnet50 + SGD momentum + EMA, save every {every} of {iters} "
+        f"iters, {rounds} rounds): stall per save sync {stall['sync']:.3f} s, async "
+        f"{stall['async']:.3f} s (x{rows['stall_async_vs_sync']:.2f}); write sync "
+        f"{stall['sync']:.3f} s, async in the background {rows['write_s']['async']:.3f} s "
+        f"(x{rows['write_async_vs_sync']:.2f}); steps/s none {steps['none']:.2f}, sync "
+        f"{steps['sync']:.2f} (x{rows['steps_vs_no_save']['sync']:.3f}), async "
+        f"{steps['async']:.2f} (x{rows['steps_vs_no_save']['async']:.3f}); snapshot buffers "
+        f"{rows['snapshot_bytes'] / 1e6:.0f} MB"
+    )
+    return rows
