@@ -29,6 +29,8 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "ema": ([], ["--model", "resnet18", "--reps", "3", "--warmup", "1"]),
     "checkpoint": ([], ["--model", "resnet18", "--reps", "1", "--warmup", "0"]),
     "mixup": ([], ["--quick"]),
+    "compile": ([], ["--quick", "--backend", "aot_eager"]),  # quick: no C++ compile
+    "seeded_dataset": ([], ["--quick"]),
 }
 
 

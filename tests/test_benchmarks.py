@@ -70,6 +70,14 @@ def test_mixup(tmp_path):
         assert _positive(row["ratio"]) and set(row["median_ms"]) == {"acchooks", "timm"}
 
 
+def test_compile(tmp_path):
+    r = _run("compile.py", str(tmp_path / "compile.json"), "--backend", "aot_eager")
+    assert set(r["results"]) == {"eager", "compiled"}
+    assert _positive(r["ratio_compiled_to_eager"]) and _positive(r["compile_s"])
+    for row in r["results"].values():
+        assert _positive(row["median_steps_s"])
+
+
 def test_ema(tmp_path):
     rows = _run(
         "ema.py",
@@ -135,6 +143,12 @@ def test_bookkeeping(tmp_path):
     assert set(data["own_cost_us_per_iter"]) == {"median", "q1", "q3"}
 
 
+def test_seeded_dataset(tmp_path):
+    data = _run("seeded_dataset.py", str(tmp_path / "seeded.json"))
+    assert {r["path"] for r in data["rows"]} >= {"getitem", "loader0"}
+    assert all(_positive(r["seeded_us"]) for r in data["rows"])
+
+
 def test_config_errors(tmp_path):
     data = _run("config_errors.py", str(tmp_path / "cfg.json"))
     rows = data["results"]
@@ -184,4 +198,5 @@ def test_run_all_lists_every_benchmark():
         "config_errors",
         "ema",
         "checkpoint",
+        "seeded_dataset",
     } <= set(run_all.SCRIPTS)

@@ -84,7 +84,7 @@ def test_ema_equals_independent_computation(tmp_path, priority, interval):
 
 
 @HOOKS.register_module(force=True)
-class BufferProbe(Hook):
+class EmaBufferProbe(Hook):
     """After iteration 2 of each epoch (mid-epoch): the EMA's buffers and the model's."""
 
     def __init__(self):
@@ -104,10 +104,10 @@ def test_ema_buffers_are_the_models_whenever_read_mid_epoch(tmp_path):
         tmp_path,
         custom_hooks=[
             dict(type="EMAHook", momentum=0.2, interval=1),
-            dict(type="BufferProbe", priority="LOWEST"),
+            dict(type="EmaBufferProbe", priority="LOWEST"),
         ],
     )
-    probe = run_config(cfg).hooks.get("BufferProbe")
+    probe = run_config(cfg).hooks.get("EmaBufferProbe")
     assert len(probe.pairs) == 2
     for ema, model in probe.pairs:
         assert any(k.endswith("running_mean") for k in model)

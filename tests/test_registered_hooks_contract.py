@@ -51,10 +51,6 @@ def _custom(**args: Any) -> Case:
     return Case("custom_hooks", args)
 
 
-def _momentum(**args: Any) -> Case:
-    return Case("momentum_config", args, built="MomentumUpdaterHook")
-
-
 CASES: dict[str, Case] = {
     # default hooks, from their config keys
     "OptimizerHook": Case("optimizer_config"),
@@ -92,14 +88,16 @@ CASES: dict[str, Case] = {
     "CyclicLrUpdaterHook": _custom(),
     "OneCycleLrUpdaterHook": _custom(max_lr=0.1),
     "CosineAnnealingCooldownLrUpdaterHook": _custom(min_lr=0.0, cool_down_time=1),
-    # The momentum ones from momentum_config (which builds a MomentumUpdaterHook): in
-    # custom_hooks the config check takes them for lr policies, see
-    # test_per_policy_momentum_hook_in_custom_hooks.
-    "StepMomentumUpdaterHook": _momentum(step=[1]),
-    "CosineAnnealingMomentumUpdaterHook": _momentum(min_momentum_ratio=0.5),
-    "LinearAnnealingMomentumUpdaterHook": _momentum(min_momentum_ratio=0.5),
-    "CyclicMomentumUpdaterHook": _momentum(),
-    "OneCycleMomentumUpdaterHook": _momentum(),
+    # fed by evaluation results (none in the tiny run: tests/test_plateau_lr.py and
+    # tests/test_early_stopping.py check that their state evolves and resumes)
+    "ReduceLROnPlateauLrUpdaterHook": _custom(monitor="accuracy_top-1"),
+    "EarlyStoppingHook": _custom(monitor="accuracy_top-1"),
+    # ... and mmcv's per-policy momentum names, also from custom_hooks
+    "StepMomentumUpdaterHook": _custom(step=[1]),
+    "CosineAnnealingMomentumUpdaterHook": _custom(min_momentum_ratio=0.5),
+    "LinearAnnealingMomentumUpdaterHook": _custom(min_momentum_ratio=0.5),
+    "CyclicMomentumUpdaterHook": _custom(),
+    "OneCycleMomentumUpdaterHook": _custom(),
 }
 
 # name -> why it cannot run in a tiny CPU run (none so far: every built-in hook can)
@@ -301,15 +299,9 @@ def test_state_survives_checkpoint_and_resume(name, tmp_path, external_loggers_o
         assert differences(saved, fresh), f"{name}: the saved state is a new hook's: {saved!r}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ConfigError,
-    reason="the config check takes a *MomentumUpdaterHook in custom_hooks for an lr policy "
-    "(schedules.registry_for picks the policy registry from the config path)",
-)
 def test_per_policy_momentum_hook_in_custom_hooks(tmp_path):
-    """HOOKS.build accepts it, so custom_hooks should too. When this passes, register the
-    per-policy momentum hooks of CASES from custom_hooks and drop the xfail."""
+    """HOOKS.build accepts it, so custom_hooks does too: the config check takes its
+    policy from the momentum policies (it once took them for lr policies)."""
     hook = dict(type="CosineAnnealingMomentumUpdaterHook", min_momentum_ratio=0.5)
     HOOKS.build(dict(hook))
     run_config(tiny_config(tmp_path, **{**BASE, "custom_hooks": [hook]}))

@@ -7,6 +7,8 @@
     acchooks analyze-time LOG.json             iteration time per epoch
     acchooks vis-lr CFG --out lr.png           the LR / momentum of every optimizer step
     acchooks convert IN OUT                    a .pth / mmcls checkpoint to model.safetensors
+    acchooks metrics --results DIR             metrics recomputed from test --out-samples DIR
+    acchooks confusion-matrix --results DIR    its confusion matrix (text, --csv, --out PNG)
 
 Problems with the input (config, log, checkpoint) are one message on stderr and exit
 status 2.
@@ -39,7 +41,15 @@ def _delegate(name: str, argv: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..tools import analyze_time, convert, plot_curves, print_config, vis_lr
+    from ..tools import (
+        analyze_time,
+        confusion_matrix,
+        convert,
+        eval_metrics,
+        plot_curves,
+        print_config,
+        vis_lr,
+    )
 
     parser = argparse.ArgumentParser(
         prog="acchooks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -47,7 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, text in _DELEGATED.items():  # parsed by cli/train.py and cli/test.py
         sub.add_parser(name, help=text, add_help=False)
-    for module in (print_config, plot_curves, analyze_time, vis_lr, convert):
+    for module in (
+        print_config,
+        plot_curves,
+        analyze_time,
+        vis_lr,
+        convert,
+        eval_metrics,
+        confusion_matrix,
+    ):
         module.add_parser(sub)
     return parser
 

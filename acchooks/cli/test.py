@@ -39,6 +39,12 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
     p.add_argument("--split", choices=["test", "val"], help="default: test if set, else val")
     p.add_argument("--metrics", nargs="+", help="default: the config's evaluation.metric")
     p.add_argument("--out", help="JSON file for the results (default <work_dir>/test_<split>.json)")
+    p.add_argument(
+        "--out-samples",
+        metavar="DIR",
+        help="also write each sample's scores, target and id to DIR (samples.safetensors "
+        "+ samples.json), for `acchooks metrics` and `acchooks confusion-matrix`",
+    )
     p.add_argument("--work-dir")
     p.add_argument("--cfg-options", nargs="+", action=DictAction, default={})
     args = p.parse_args(argv)
@@ -50,7 +56,7 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
 
 def format_table(results: dict[str, float]) -> str:
     """The results as a two-column text table."""
-    width = max(len(k) for k in results)
+    width = max(len(k) for k in [*results, "metric"])
     lines = [f"{'metric':<{width}} | value", f"{'-' * width}-+---------"]
     lines += [f"{k:<{width}} | {v:8.4f}" for k, v in results.items()]
     return "\n".join(lines)
@@ -63,6 +69,10 @@ def _checked_input(args: argparse.Namespace) -> tuple[Config, str]:
     if not cfg.data.get(split):
         raise ConfigError(f"data.{split}: not set; nothing to evaluate")
     args.checkpoint = resolve_checkpoint(args.checkpoint)
+    if args.out_samples and osp.exists(args.out_samples) and not osp.isdir(args.out_samples):
+        raise ConfigError(
+            f"--out-samples: {args.out_samples} is a file; give a folder (created if missing)"
+        )
     return cfg, split
 
 
@@ -136,6 +146,30 @@ def _report(args: argparse.Namespace, cfg: Config, split: str, results: dict, n:
     print(f"results written to {out}")
 
 
+def _write_samples(
+    args: argparse.Namespace, cfg: Config, split: str, outputs: tuple, results: dict, loader
+) -> None:
+    """Write ``--out-samples`` (main process only): see evaluation/outputs.py."""
+    from ..evaluation.outputs import EvalSamples, class_names, sample_paths
+
+    dataset = loader.dataset.dataset  # the WithIndex wrapper's
+    ev = cfg.get("evaluation") or {}
+    meta = {
+        "config": cfg.filename,
+        "checkpoint": args.checkpoint,
+        "weights": args.weights_used,
+        "split": split,
+        "num_samples": len(outputs[2]),
+        "classes": class_names(dataset),
+        "metric": [m] if isinstance(m := args.metric_used, str) else list(m),
+        "metric_options": dict(ev.get("metric_options") or {}),
+        "results": results,
+        "ids": {"index": outputs[2].tolist(), "path": sample_paths(dataset)},
+    }
+    files = EvalSamples(*outputs, meta=meta).save(args.out_samples)
+    print(f"per-sample outputs written to {' and '.join(files)}")
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """``acchooks test``: evaluate a checkpoint; the exit status."""
     args = parse_args(argv, prog)
@@ -145,6 +179,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return report_bad_input(e)
 
     from ..evaluation.metrics import evaluate
+    from ..evaluation.outputs import WithIndex, in_dataset_order
     from ..evaluation.predict import predict
     from ..models import build_model
     from ..runner.builder import build_accelerator, build_dataloader, shutdown_workers
@@ -154,20 +189,25 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     args.weights_used = _load_checkpoint(model, args.checkpoint, accelerator, args.weights)
     if args.weights_used is None:
         return EXIT_BAD_INPUT
-    loader = build_dataloader(cfg.data, split, cfg.get("seed") or 0, train=False)
+    loader = build_dataloader(cfg.data, split, cfg.get("seed") or 0, train=False, wrap=WithIndex)
     model, loader = accelerator.prepare(model, loader)
+    indices: list = []
     try:
-        scores, targets = predict(model, loader, accelerator)
+        scores, targets = predict(model, loader, accelerator, indices=indices)
+        # dataset order whatever the sampler, so the metrics are those of the saved samples
+        outputs = in_dataset_order(scores, targets, indices, len(loader.dataset))
     except RunError as e:  # a corrupt image: one message, from the process that read it
         print(f"acchooks: error: {e}", file=sys.stderr)
         return EXIT_RUN_FAILED
     finally:
         shutdown_workers(loader)
     ev = cfg.get("evaluation") or {}
-    metric = args.metrics or ev.get("metric", "accuracy")
-    results = evaluate(scores, targets, metric, ev.get("metric_options"))
+    args.metric_used = args.metrics or ev.get("metric", "accuracy")
+    results = evaluate(outputs[0], outputs[1], args.metric_used, ev.get("metric_options"))
     if accelerator.is_main_process:
         _report(args, cfg, split, results, len(targets))
+        if args.out_samples:
+            _write_samples(args, cfg, split, outputs, results, loader)
     accelerator.wait_for_everyone()
     return 0
 

@@ -67,15 +67,22 @@ def _average(name: str, per_class: torch.Tensor, average_mode: str) -> dict[str,
     return {f"{name}_class-{c}": v for c, v in enumerate(per_class.tolist())}
 
 
+def predicted_labels(scores: torch.Tensor, thr: float | None = None) -> torch.Tensor:
+    """The predicted class of each sample (mmcls): the top-1 class, or -1 (none) where
+    its score is <= ``thr``. Precision/recall/F1 and the confusion matrix use this."""
+    pred_score, pred_label = scores.float().cpu().max(dim=1)
+    if thr is not None:
+        pred_label = torch.where(pred_score <= thr, -1, pred_label)
+    return pred_label
+
+
 def _precision_recall_f1(
     scores: torch.Tensor, targets: torch.Tensor, thr: float | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-class precision, recall, F1 in percent, as mmcls's ``precision_recall_f1``:
     the top-1 class is the prediction, and a prediction with score <= ``thr`` is none."""
     classes = torch.arange(scores.size(1))
-    pred_score, pred_label = scores.float().cpu().max(dim=1)
-    if thr is not None:
-        pred_label = torch.where(pred_score <= thr, -1, pred_label)
+    pred_label = predicted_labels(scores, thr)
     pred_pos = classes == pred_label.view(-1, 1)
     gt_pos = classes == targets.cpu().view(-1, 1)
     tp = (pred_pos & gt_pos).sum(0).double()

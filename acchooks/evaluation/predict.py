@@ -10,7 +10,11 @@ from torch import nn
 
 @torch.no_grad()
 def predict(
-    model: nn.Module, dataloader: Iterable, accelerator, on_batch: Callable[[], None] | None = None
+    model: nn.Module,
+    dataloader: Iterable,
+    accelerator,
+    on_batch: Callable[[], None] | None = None,
+    indices: list[torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax scores and targets (on CPU) of every sample of ``dataloader``; sigmoid
     scores where the targets are per class (multi-hot ``(B, C)``: a multi-label set, as
@@ -18,14 +22,18 @@ def predict(
 
     ``accelerator.gather_for_metrics`` drops the samples a distributed sampler repeats to
     pad the last batch, so the result is the same on 1 or N processes. ``on_batch`` is
-    called after each batch (a progress bar)."""
+    called after each batch (a progress bar). Batches of ``(inputs, target, index)`` (a
+    dataset wrapped in :class:`~acchooks.evaluation.outputs.WithIndex`) have their sample
+    indices gathered the same way and appended to the list ``indices``."""
     was_training = model.training
     model.eval()
     scores, targets = [], []
-    for inputs, target in dataloader:
+    for inputs, target, *index in dataloader:
         with accelerator.autocast():
             logits = model(inputs)
-        logits, target = accelerator.gather_for_metrics((logits.float(), target))
+        logits, target, index = accelerator.gather_for_metrics((logits.float(), target, index))
+        if indices is not None:
+            indices.extend(i.cpu() for i in index)
         multi_label = target.dim() == 2 and target.shape == logits.shape
         scores.append((logits.sigmoid() if multi_label else logits.softmax(dim=1)).cpu())
         targets.append(target.cpu())

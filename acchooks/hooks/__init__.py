@@ -1,6 +1,7 @@
 """Hooks: the contract (stages, priority, Hook, the dispatch table) and the built-ins."""
 
 from .checkpoint import CheckpointHook
+from .early_stopping import EarlyStoppingHook
 from .ema import EMAHook
 from .empty_cache import EmptyCacheHook
 from .evaluation import EvalHook
@@ -10,6 +11,7 @@ from .logger import LoggerHook, TensorboardLoggerHook, TextLoggerHook
 from .mixup import MixupHook
 from .optimizer import OptimizerHook
 from .param_scheduler import LrUpdaterHook, MomentumUpdaterHook
+from .plateau import ReduceLROnPlateauLrUpdaterHook
 from .precise_bn import PreciseBNHook
 from .priority import Priority, get_priority
 from .profiler import ProfilerHook
@@ -32,6 +34,8 @@ __all__ = [
     "TensorboardLoggerHook",
     "OptimizerHook",
     "LrUpdaterHook",
+    "ReduceLROnPlateauLrUpdaterHook",
+    "EarlyStoppingHook",
     "MomentumUpdaterHook",
     "EMAHook",
     "MixupHook",

@@ -29,6 +29,9 @@ evaluation at the latest. So checkpoints, resume and evaluation see the same EMA
 evaluation (and the best checkpoint it writes) and puts the trained ones back after.
 Unlike mmcv's swap from ``after_train_epoch`` to the next ``before_train_epoch``, regular
 checkpoints therefore hold the trained weights, and resume continues training exactly.
+With ``evaluation.both_weights`` (the default) EvalHook also evaluates the other set in
+the same pass (:meth:`evaluation_other_weights`: the raw weights, logged as
+``raw_<metric>``, or the EMA ones as ``ema_<metric>`` with ``evaluate_with_ema=False``).
 The EMA weights are in the hook's state, with ``evaluated`` (``'ema'``/``'raw'``): ``acchooks
 test``/``convert --weights ema|raw`` and ``load_from=dict(checkpoint=..., weights=...)``
 choose between them, by default the ones EvalHook evaluated.
@@ -50,6 +53,7 @@ from .hook import Hook
 from .priority import Priority
 
 if TYPE_CHECKING:
+    from ..evaluation.weight_sets import WeightSet
     from ..runner.runner import Runner
 
 
@@ -93,6 +97,7 @@ class EMAHook(Hook):
         self._pending: dict[str, Any] | None = None  # state loaded before before_run
         self._names: list[str] = []
         self._ema: list[torch.Tensor] = []
+        self._raw: list[torch.Tensor] | None = None  # within evaluation_weights
 
     # ---------------------------------------------------------------- setup
     def before_run(self, runner: Runner) -> None:
@@ -205,11 +210,45 @@ class EMAHook(Hook):
         runner.logger.info(
             f"Evaluating with EMA weights ({self.updates} updates, step {self.seen_step})"
         )
+        self._raw = backup  # the trained weights, for evaluation_other_weights
         try:
             yield
         finally:
+            self._raw = None
             with torch.no_grad():
                 torch._foreach_copy_(self._params, backup)
+
+    @contextmanager
+    def evaluation_other_weights(self, runner: Runner) -> Iterator[WeightSet | None]:
+        """The set :meth:`evaluation_weights` did not put in the model (``'raw'`` when it
+        put the EMA in, else ``'ema'``), swapped in per batch (``evaluation.both_weights``)."""
+        from ..evaluation.weight_sets import WeightSet
+
+        self._catch_up(runner)
+        if not self._ema:
+            yield None
+            return
+        if self.evaluate_with_ema:
+            if self._raw is None:
+                raise RuntimeError("EMAHook: evaluation_other_weights outside evaluation_weights")
+            name, other, own = "raw", self._raw, self._ema_params
+        else:
+            with torch.no_grad():
+                own = [p.detach().clone() for p in self._params]
+            name, other = "ema", self._ema_params
+
+        @contextmanager
+        def swap() -> Iterator[None]:
+            with torch.no_grad():
+                torch._foreach_copy_(self._params, other)
+            try:
+                yield
+            finally:
+                with torch.no_grad():
+                    torch._foreach_copy_(self._params, own)
+
+        runner.logger.info(f"Evaluating the {name} weights too (logged as {name}_<metric>)")
+        yield WeightSet(name, swap)
 
     # ---------------------------------------------------------------- state
     def ema_state_dict(self) -> dict[str, torch.Tensor]:

@@ -123,10 +123,10 @@ class _ParamSchedulerHook(Hook):
             return problems
         policy = args.get("policy", cls.policy_name)
         policy_args = {k: v for k, v in args.items() if k not in _OWN}
-        problems = check_policy_args(policy, policy_args, path)
+        problems = check_policy_args(policy, policy_args, path, cls._config_key)
         if problems:
             return problems
-        spec = registry_for(path).get(policy_key(policy)).spec
+        spec = registry_for(cls._config_key).get(policy_key(policy)).spec
         by_epoch = args.get("by_epoch")
         if args.get("unit", "step") not in UNITS:
             problems.append(
@@ -164,6 +164,10 @@ class _ParamSchedulerHook(Hook):
         args, problems = cls.resolve(cfg)
         if problems:
             raise ConfigError(problems)
+        name = policy_key(str(args.get("policy") or cls.policy_name or "Fixed"))
+        registry = registry_for(cls._config_key)
+        if cls.policy_name is None and name in registry and registry.get(name).spec.metric_driven:
+            return HOOKS.get(f"{name}{cls.__name__}")(**args)  # its own hook keeps the state
         return cls(**args)
 
     # ------------------------------------------------------------ subclasses
@@ -175,6 +179,10 @@ class _ParamSchedulerHook(Hook):
 
     def _warmup(self, regular: float, cur: int, total: int) -> float:
         raise NotImplementedError
+
+    def _group_args(self, args: dict[str, Any], group: dict) -> dict[str, Any]:
+        """One param group's policy arguments (the LR hook scales absolute lrs)."""
+        return args
 
     # ------------------------------------------------------------ stages
     def before_run(self, runner: Runner) -> None:
@@ -195,6 +203,8 @@ class _ParamSchedulerHook(Hook):
                     continue
                 for args, v in zip(self.group_args, value, strict=True):
                     args[key] = v
+        pairs = zip(self.group_args, groups, strict=True)
+        self.group_args = [self._group_args(a, g) for a, g in pairs]
         if self.by_epoch and runner.max_epochs is None and self.spec.needs_max:
             problems.append(
                 f"{path}: policy '{self.policy}' with by_epoch=True needs an "
@@ -217,16 +227,20 @@ class _ParamSchedulerHook(Hook):
             progress, max_progress = epoch, max_epochs
         else:
             progress, max_progress = step, max_steps
-        regular = [
-            self.fn(b, progress, max_progress, **a)
-            for b, a in zip(self.base_values, self.group_args, strict=True)
-        ]
+        regular = self._regular(progress, max_progress)
         warmup_iters = (
             self.warmup_iters * steps_per_epoch if self.warmup_by_epoch else self.warmup_iters
         )
         if self.warmup is None or step >= warmup_iters:
             return regular
         return [self._warmup(r, step, warmup_iters) for r in regular]
+
+    def _regular(self, progress: int, max_progress: int | None) -> list[float]:
+        """The policy's value for every param group (before warmup)."""
+        return [
+            self.fn(b, progress, max_progress, **a)
+            for b, a in zip(self.base_values, self.group_args, strict=True)
+        ]
 
     def before_train_iter(self, runner: Runner) -> None:
         # the values depend on (step, epoch) only; skip the recomputation when neither the
@@ -262,6 +276,12 @@ class LrUpdaterHook(_ParamSchedulerHook):
 
     def _set(self, group: dict, value: float) -> None:
         group["lr"] = value
+
+    def _group_args(self, args: dict[str, Any], group: dict) -> dict[str, Any]:
+        # LR scaling (auto_scale_lr / optimizer.lr_base) scales min_lr / max_lr alike
+        from ..optim.lr_scaling import scale_schedule_args
+
+        return scale_schedule_args(args, group)
 
     def _warmup(self, regular: float, cur: int, total: int) -> float:
         if self.warmup == "constant":
@@ -312,6 +332,8 @@ def _register_named(base: type[_ParamSchedulerHook]) -> None:
     """mmcv's per-policy hook names (``StepLrUpdaterHook``), each the base hook with its
     policy fixed."""
     for name in registry_for(base._config_key).keys():
+        if registry_for(base._config_key).get(name).spec.metric_driven:
+            continue  # a hook of its own (hooks/plateau.py)
         HOOKS.register_module(
             module=type(
                 f"{name}{base.__name__}",

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..errors import did_you_mean
 from ..registry import Registry, accepted_arguments
-from . import lr, mmcls, momentum  # noqa: F401 - fill the registries
+from . import lr, mmcls, momentum, plateau  # noqa: F401 - fill the registries
 from .base import (
     LR_POLICIES,
     MOMENTUM_POLICIES,
@@ -39,9 +39,11 @@ def policy_arguments(fn: Any) -> tuple[set[str], list[str]]:
     return names - _POSITIONAL, required
 
 
-def check_policy_args(policy: str, args: dict, path: str) -> list[str]:
-    """Problems with a policy name or its arguments, as config-error lines."""
-    registry = registry_for(path)
+def check_policy_args(policy: str, args: dict, path: str, kind: str | None = None) -> list[str]:
+    """Problems with a policy name or its arguments, as config-error lines; ``kind``: the
+    config key whose policies apply (``'momentum_config'``), when ``path`` is another
+    (``custom_hooks[0]``)."""
+    registry = registry_for(kind or path)
     key = policy_key(policy) if isinstance(policy, str) else policy
     if not isinstance(key, str) or key not in registry:
         return [

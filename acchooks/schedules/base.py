@@ -32,6 +32,9 @@ class PolicySpec:
     per_group: tuple[str, ...] = ()  # arguments that may be a list, one value per group
     check: Check | None = None  # argument problems, as messages without the path
     run_check: Callable[[dict[str, Any], int], list[str]] | None = field(default=None)
+    # the value follows evaluation results, not only the counters: the hook registered as
+    # f'{name}LrUpdaterHook' keeps that state (ReduceLROnPlateau, hooks/plateau.py)
+    metric_driven: bool = False
 
 
 def policy(registry: Registry, name: str, spec: PolicySpec | None = None) -> Callable:
