@@ -290,19 +290,20 @@ class EvalHook(Hook):
         self.best_score, self.best_ckpt = top.get("score"), top.get("path")
 
     def before_run(self, runner: Runner) -> None:
-        """After a resume: adopt the ranking of a best checkpoint written after the resumed
-        checkpoint at the same iteration, and finish its rotation (:mod:`.best_checkpoints`)."""
+        """After a resume: adopt the ranking of a best checkpoint written at the resumed
+        iteration (checkpoints of acchooks before CheckpointHook saved after the stage lack
+        it), and finish a rotation a kill interrupted (:mod:`.best_checkpoints`)."""
         if not (self._resumed and self.save_best):
             return
         unit, n = ("epoch", runner.epoch) if self.by_epoch else ("iter", runner.iter)
         directory = runner.checkpointer.dir_for(self.out_dir)
         saved = ranking_saved_at(directory, f"_{unit}_{n}", runner.iter, self.state_key)
         known = self.best.paths
-        if saved is not None:
+        if saved is not None and saved.get("best_ckpts") != self.best.state_dict():
             self.load_state_dict(saved)
             runner.logger.info(
-                f"EvalHook: the best checkpoints as of {unit} {n} (saved after the resumed "
-                f"one): {[osp.basename(p) for p in self.best.paths]}"
+                f"EvalHook: the best checkpoints as of {unit} {n} (from the best checkpoint "
+                f"of that {unit}): {[osp.basename(p) for p in self.best.paths]}"
             )
         k = self.best.keep
         self.best.entries = self.best.entries[:k]  # max_keep_best may be smaller now
