@@ -211,10 +211,14 @@ def test_after_eval_hook_or_iter_based_is_a_config_error(tmp_path):
         )
 
 
-def test_default_custom_hooks_priority_warns_about_checkpoints(tmp_path):
-    hook = dict(type="PreciseBNHook", num_samples=8)  # NORMAL: after CheckpointHook
-    _run(tmp_path, hook, runner=dict(max_epochs=1), checkpoint_config=dict(interval=1))
-    assert "hold the statistics from before PreciseBN" in _log(tmp_path)
+def test_at_the_default_custom_hooks_priority_checkpoints_hold_the_new_statistics(tmp_path):
+    # NORMAL (custom_hooks' default) runs after CheckpointHook, but the checkpoint is
+    # written once every hook of the stage has run: it holds the recomputed statistics
+    hook = dict(type="PreciseBNHook", num_samples=8)
+    runner = _run(tmp_path, hook, runner=dict(max_epochs=1), checkpoint_config=dict(interval=1))
+    saved = load_file(str(tmp_path / "epoch_1" / "model.safetensors"))
+    stats = {k: b for k, b in runner.unwrapped_model.named_buffers() if "running" in k}
+    assert stats and all(torch.equal(saved[k], b) for k, b in stats.items())
 
 
 # ---------------------------------------------------------------- exact resume

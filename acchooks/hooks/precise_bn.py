@@ -27,12 +27,11 @@ every process ends with the same statistics.
 (``evaluate_with_ema=True``) they are computed with the EMA weights, as in mmcls where
 EMAHook has swapped them in by then; the EMA's buffer copy takes them.
 
-**Order.** Give it ``priority='ABOVE_NORMAL'``, as every mmcls config does: before
-CheckpointHook (NORMAL), so epoch checkpoints hold the new statistics, and before
-EvalHook (LOW). Without one, ``custom_hooks`` register it at NORMAL (mmcv's rule), after
-the default CheckpointHook: a warning says so (``runner.register_hook(PreciseBNHook())``
-takes the class's ABOVE_NORMAL). A priority that puts it after EvalHook is a config
-error. Epoch-based runs only (mmcls asserts it too).
+**Order.** It must run before EvalHook (LOW): a priority after it is a config error.
+MMClassification's configs give ``priority='ABOVE_NORMAL'``; ``custom_hooks`` without one
+register it at NORMAL (mmcv's rule), after CheckpointHook, which is fine: checkpoints
+are written once every hook of the stage has run, so they hold the new statistics.
+Epoch-based runs only (mmcls asserts it too).
 """
 
 from __future__ import annotations
@@ -99,11 +98,6 @@ class PreciseBNHook(Hook):
                 f"{where}: runs after EvalHook (LOW) at after_train_epoch, so the evaluation "
                 f"would not see the recomputed statistics; use a priority before LOW, "
                 f"e.g. 'ABOVE_NORMAL' (MMClassification's)"
-            )
-        if "CheckpointHook" in before:
-            runner.logger.warning(
-                f"{where}: runs after CheckpointHook at after_train_epoch; epoch checkpoints "
-                f"hold the statistics from before PreciseBN (use priority='ABOVE_NORMAL')"
             )
 
     def after_train_epoch(self, runner: Runner) -> None:
