@@ -74,7 +74,10 @@ def dispatchers(stages: tuple[str, ...]) -> tuple[dict, dict]:
     for h in hooks:
         table.register(h)
     ordered = table.hooks
-    runner = SimpleNamespace(hooks=table, stage=None)
+    # call_hook also carries out a save CheckpointHook asked for: none here
+    runner = SimpleNamespace(
+        hooks=table, stage=None, checkpointer=SimpleNamespace(save_requested=lambda: None)
+    )
     flat = tuple(getattr(h, s) for s in stages for h in ordered if type(h).implements(s))
 
     def via_table() -> None:
