@@ -175,7 +175,8 @@ def test_cifar_trains_from_the_official_batch_format(name, tmp_path, monkeypatch
     _cifar(tmp_path / "cifar", name, monkeypatch)
     train = dict(type=name, data_prefix=str(tmp_path / "cifar"), pipeline=CIFAR_TRAIN)
     val = dict(train, pipeline=CIFAR_TRAIN[2:], test_mode=True)
-    runner, trained, (evaluated,) = _train(tmp_path, train, val, num_classes=10)
+    n = 10 if name == "CIFAR10" else 100  # the head matches the classes (ClassNumCheck)
+    runner, trained, (evaluated,) = _train(tmp_path, train, val, num_classes=n)
     assert len(trained) == 2 and "accuracy_top-1" in evaluated
     ds = runner.data_loaders["val"].dataset
     assert len(ds.classes) == (10 if name == "CIFAR10" else 100) and ds.targets[:2] == [0, 1]

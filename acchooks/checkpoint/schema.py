@@ -31,6 +31,10 @@ _META = {
     "optimizer_type": "a string or null",
     "config": "a string or null",
     "nonfinite_weights": "a list of strings",
+    # self-describing checkpoints (acchooks.datasets.describe); absent in older ones
+    "classes": "a list of strings or null",
+    "eval_transform": "a mapping or null",
+    "model": "a mapping or null",
 }
 
 
@@ -62,6 +66,8 @@ def _ok(v: Any, expected: str) -> bool:
         "a string or null": lambda: v is None or isinstance(v, str),
         "a list of strings": lambda: isinstance(v, list) and all(isinstance(x, str) for x in v),
         "a mapping": lambda: isinstance(v, dict),
+        "a list of strings or null": lambda: v is None or _ok(v, "a list of strings"),
+        "a mapping or null": lambda: v is None or isinstance(v, dict),
     }[expected]()
 
 

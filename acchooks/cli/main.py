@@ -9,6 +9,7 @@
     acchooks convert IN OUT                    a .pth / mmcls checkpoint to model.safetensors
     acchooks metrics --results DIR             metrics recomputed from test --out-samples DIR
     acchooks confusion-matrix --results DIR    its confusion matrix (text, --csv, --out PNG)
+    acchooks predict --checkpoint C --images D top-k classes of images, by the checkpoint alone
 
 Problems with the input (config, log, checkpoint) are one message on stderr and exit
 status 2.
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         convert,
         eval_metrics,
         plot_curves,
+        predict,
         print_config,
         vis_lr,
     )
@@ -65,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         convert,
         eval_metrics,
         confusion_matrix,
+        predict,
     ):
         module.add_parser(sub)
     return parser

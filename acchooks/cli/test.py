@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..config import Config, DictAction
 from ..errors import ConfigError, RunError
-from .train import EXIT_BAD_INPUT, EXIT_RUN_FAILED, load_config, report_bad_input
+from .train import EXIT_BAD_INPUT, EXIT_RUN_FAILED, _is_main, load_config, report_bad_input
 
 if TYPE_CHECKING:  # torch and accelerate load only once the input is checked
     from accelerate import Accelerator
@@ -125,6 +125,26 @@ def _load_checkpoint(
     return kind
 
 
+def checkpoint_classes(checkpoint: str, dataset: object, split: str) -> list[str] | None:
+    """The class names ``checkpoint`` records (None if it does not). Against those of the
+    ``data.<split>`` dataset: another number of classes is a ConfigError, other names
+    (or another order) a warning on stderr from the main process."""
+    from ..datasets.describe import CLASSES, checkpoint_meta, class_difference, dataset_classes
+
+    saved = (checkpoint_meta(checkpoint) or {}).get(CLASSES)
+    current = dataset_classes(dataset)
+    diff = class_difference(saved, current)
+    if diff is None:
+        return saved
+    text = f"--checkpoint {checkpoint} vs data.{split}: {diff}"
+    if len(saved) != len(current):
+        raise ConfigError(f"{text}; evaluate it on the classes it was trained for")
+    if _is_main():
+        print(f"acchooks: warning: {text}; the metrics take label i as the checkpoint's "
+              "class i (check the dataset's classes)", file=sys.stderr)  # fmt: skip
+    return saved
+
+
 def _report(args: argparse.Namespace, cfg: Config, split: str, results: dict, n: int) -> None:
     """Print the table and write the JSON results (main process only)."""
     print(f"{args.checkpoint} on data.{split} ({n} samples):")
@@ -160,7 +180,7 @@ def _write_samples(
         "weights": args.weights_used,
         "split": split,
         "num_samples": len(outputs[2]),
-        "classes": class_names(dataset),
+        "classes": class_names(dataset) or args.checkpoint_classes,  # or the checkpoint's
         "metric": [m] if isinstance(m := args.metric_used, str) else list(m),
         "metric_options": dict(ev.get("metric_options") or {}),
         "results": results,
@@ -190,6 +210,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if args.weights_used is None:
         return EXIT_BAD_INPUT
     loader = build_dataloader(cfg.data, split, cfg.get("seed") or 0, train=False, wrap=WithIndex)
+    try:
+        args.checkpoint_classes = checkpoint_classes(args.checkpoint, loader.dataset, split)
+    except ConfigError as e:
+        return report_bad_input(e)
     model, loader = accelerator.prepare(model, loader)
     indices: list = []
     try:

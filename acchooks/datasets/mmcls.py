@@ -125,6 +125,9 @@ class CustomDataset(FileDataset):
         self.data_prefix, self.ann_file, self.test_mode = data_prefix, ann_file, test_mode
         self.samples, self.classes = samples, list(names)
         self.CLASSES = self.classes
+        # named by index from the labels (mmcls: CLASSES None): ClassNumCheck skips them
+        inherited = type(self).CLASSES  # ImageNet's 1000
+        self.classes_inferred = ann_file is not None and classes is None and not inherited
         self._setup(pipeline, skip_corrupt)
 
     @property

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..cli.workdir_lock import agree as agree_on_work_dir_lock
+from ..datasets.describe import check_num_classes, describe_run, warn_class_mismatch
 from ..hooks.options import HOOK_TIMING, PROGRESS_CONFIG
 from ..hooks.priority import get_priority
 from ..recipes.mixup import mixup_options
@@ -257,6 +258,7 @@ def _prepared(
     model = speed.prepare_model(model, cfg, accelerator, logger)  # sync_bn, channels_last
     optimizer = build_optimizer(model, cfg.optimizer, scaling)
     train = build_dataloader(cfg.data, "train", seed, True, cfg.get("sampler"), accelerator)
+    check_num_classes(model, train.dataset)  # MMClassification's ClassNumCheckHook
     loaders = {"train": train}
     if cfg.data.get("val") is not None:
         loaders["val"] = build_dataloader(cfg.data, "val", seed, train=False)
@@ -323,11 +325,19 @@ def build_runner(cfg, logger, timestamp: str | None = None):
         timestamp=timestamp,
         **runner_cfg,
     )
+    runner.description = describe_run(cfg, loaders["train"].dataset)  # in every checkpoint
     configure_hook_timing(runner, cfg)
     register_default_hooks(runner, cfg, loaders.get("val"))
     _log_setup(runner, spg)
     resumed = runner.checkpointer.resume(cfg.resume_from) if cfg.get("resume_from") else None
     report_lr_scaling(logger, scaling, runner.optimizer, resumed is not None)
     if resumed is None and cfg.get("load_from"):
-        runner.load_weights(cfg.load_from)
+        _load_from(runner, cfg, loaders["train"].dataset)
     return runner
+
+
+def _load_from(runner, cfg, train_dataset) -> None:
+    """``load_from``'s weights, with a warning if its checkpoint names other classes."""
+    runner.load_weights(cfg.load_from)
+    if runner.is_main_process:
+        warn_class_mismatch(cfg.load_from, train_dataset, "load_from", runner.logger)

@@ -78,4 +78,6 @@ def _meta(runner: Runner, counters: dict[str, int]) -> dict[str, Any]:
         "optimizer_type": type(optimizer).__name__,
         "global_batch": runner.meta.get("global_batch"),
         "config": runner.cfg.pretty_text if runner.cfg is not None else None,
+        # classes, eval_transform, model: acchooks.datasets.describe (set by build_runner)
+        **getattr(runner, "description", {}),
     }
