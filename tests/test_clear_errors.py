@@ -183,6 +183,7 @@ def _image_config(tmp_path: Path, workers: int) -> Path:
         f"data = dict(_delete_=True, samples_per_gpu=4, workers_per_gpu={workers}, "
         f"train={ds}, val={ds})\n"
         "runner = dict(max_epochs=1)\n"
+        "model = dict(num_classes=2)\n"
         "evaluation = dict(metric_options={'topk': (1,)})\n"
     )
     return cfg, bad

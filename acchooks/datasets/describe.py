@@ -16,8 +16,6 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from timm.data import DEFAULT_CROP_PCT
-
 from ..errors import ConfigError
 
 # The meta fields this module writes.
@@ -54,6 +52,8 @@ def _defaults(cls_name: str) -> dict[str, Any]:
 
 def _timm_config(args: Mapping[str, Any]) -> dict[str, Any]:
     """timm's data config (``resolve_data_config``'s keys) of create_transform arguments."""
+    from timm.data import DEFAULT_CROP_PCT  # lazily: the config check imports no timm
+
     size = args["input_size"]
     if isinstance(size, int):
         size = (3, size, size)

@@ -15,7 +15,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..cli.workdir_lock import agree as agree_on_work_dir_lock
-from ..datasets.describe import check_num_classes, describe_run, warn_class_mismatch
 from ..hooks.options import HOOK_TIMING, PROGRESS_CONFIG
 from ..hooks.priority import get_priority
 from ..recipes.mixup import mixup_options
@@ -258,6 +257,8 @@ def _prepared(
     model = speed.prepare_model(model, cfg, accelerator, logger)  # sync_bn, channels_last
     optimizer = build_optimizer(model, cfg.optimizer, scaling)
     train = build_dataloader(cfg.data, "train", seed, True, cfg.get("sampler"), accelerator)
+    from ..datasets.describe import check_num_classes  # lazily: the config check imports no timm
+
     check_num_classes(model, train.dataset)  # MMClassification's ClassNumCheckHook
     loaders = {"train": train}
     if cfg.data.get("val") is not None:
@@ -325,6 +326,8 @@ def build_runner(cfg, logger, timestamp: str | None = None):
         timestamp=timestamp,
         **runner_cfg,
     )
+    from ..datasets.describe import describe_run
+
     runner.description = describe_run(cfg, loaders["train"].dataset)  # in every checkpoint
     configure_hook_timing(runner, cfg)
     register_default_hooks(runner, cfg, loaders.get("val"))
@@ -340,4 +343,6 @@ def _load_from(runner, cfg, train_dataset) -> None:
     """``load_from``'s weights, with a warning if its checkpoint names other classes."""
     runner.load_weights(cfg.load_from)
     if runner.is_main_process:
+        from ..datasets.describe import warn_class_mismatch
+
         warn_class_mismatch(cfg.load_from, train_dataset, "load_from", runner.logger)
