@@ -20,7 +20,7 @@ import xxhash
 import acchooks.checkpoint.reader as reader
 from acchooks.checkpoint import CheckpointError, load_checkpoint, verify_checkpoint
 from acchooks.checkpoint.format import manifest_digest
-from acchooks.testing import run_config, tiny_config
+from acchooks.testing import launch_command, run_config, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -264,8 +264,7 @@ def test_resume_hashes_each_file_once(trained, tmp_path, monkeypatch):
 BIN = Path(sys.executable).parent
 TINY = DATA / "tiny_cli.py"
 ENV = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{DATA}"}
-LAUNCH = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2"]
-LAUNCH += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+LAUNCH = launch_command()
 
 
 def _train2(work: Path, *opts: str, resume: bool = False) -> subprocess.CompletedProcess:

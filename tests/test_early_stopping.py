@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from acchooks.errors import ConfigError
-from acchooks.testing import run_config, tiny_config
+from acchooks.testing import launch_command, run_config, tiny_config
 
 DATA = Path(__file__).resolve().parent / "data"
 if str(DATA) not in sys.path:  # scripted_metrics, acchooks_probes for custom_imports
@@ -186,9 +186,7 @@ def test_two_processes_stop_together(tmp_path):
     cfg = tmp_path / "two.py"
     cfg.write_text(TWO_PROCESS_CFG)
     work = tmp_path / "work"
-    launcher = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu"]
-    launcher += ["--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no"]
-    launcher += ["--dynamo_backend", "no"]
+    launcher = launch_command()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), str(DATA)])}
     res = subprocess.run(
         [*launcher, str(root / "train.py"), "--config", str(cfg), "--work-dir", str(work)],

@@ -15,6 +15,7 @@ from acchooks import HOOKS
 from acchooks.errors import ConfigError
 from acchooks.evaluation.metrics import evaluate
 from acchooks.hooks.evaluation import infer_rule
+from acchooks.testing import launch_command
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -130,19 +131,7 @@ def test_two_processes_give_the_metrics_of_one(tmp_path):
     two = _val_metrics(
         tmp_path,
         "two",
-        (
-            str(BIN / "accelerate"),
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-        ),
+        launch_command(),
     )
     # 21 samples over 2 processes x 4 per batch: the sampler pads, the gather drops it
     assert one["support"] == two["support"] == 21.0

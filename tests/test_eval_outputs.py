@@ -8,7 +8,6 @@ import csv
 import json
 import os
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from safetensors.torch import load_file
 from acchooks.cli.main import main
 from acchooks.config import Config
 from acchooks.datasets import Shapes
-from acchooks.testing import run_config
+from acchooks.testing import launch_command, run_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny_cli.py"
@@ -313,19 +312,7 @@ def test_bad_input_is_one_clear_message(single, capsys, tmp_path):
 def test_two_processes_give_each_sample_once_in_dataset_order(single, tmp_path):
     """4 samples a batch: 8 batches of 30 samples over 2 processes, the last one padded."""
     samples = tmp_path / "samples"
-    launcher = [
-        str(Path(sys.executable).parent / "accelerate"),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-    ]
+    launcher = launch_command()
     res = subprocess.run(
         [
             *launcher,

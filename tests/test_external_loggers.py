@@ -17,7 +17,7 @@ from acchooks.config.schema import check_config
 from acchooks.errors import ConfigError
 from acchooks.hooks.hook import Hook
 from acchooks.registry import HOOKS
-from acchooks.testing import run_config, tiny_config
+from acchooks.testing import launch_command, run_config, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ITERS = 4  # 32 train samples / 8 per batch
@@ -396,20 +396,9 @@ def test_two_processes_log_once(tmp_path, monkeypatch):
         "MLFLOW_TRACKING_URI": (tmp_path / "mlruns").as_uri(),
         "MLFLOW_ALLOW_FILE_STORE": "true",
     }
-    accelerate = Path(sys.executable).parent / "accelerate"
     res = subprocess.run(
         [
-            str(accelerate),
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
+            *launch_command(),
             str(ROOT / "train.py"),
             "--config",
             str(cfg),

@@ -8,7 +8,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from acchooks.cli.train import main as train_main
 from acchooks.config import Config
 from acchooks.optim import build_optimizer
 from acchooks.optim.lr_scaling import lr_scaling
+from acchooks.testing import launch_command
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny_cli.py"
@@ -262,8 +262,7 @@ def test_two_processes_scale_by_the_global_batch(tmp_path):
         "data = dict(samples_per_gpu=8)\nrunner = dict(max_epochs=1)\nevaluation = None\n",
     )
     work = tmp_path / "work"
-    accelerate = str(Path(sys.executable).parent / "accelerate")
-    cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
+    cmd = launch_command()
     res = subprocess.run(
         [*cmd, str(ROOT / "train.py"), "--config", str(cfg), "--work-dir", str(work)],
         env={**os.environ, "PYTHONPATH": str(ROOT)},

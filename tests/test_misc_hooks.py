@@ -15,25 +15,13 @@ from safetensors.torch import load_file
 from acchooks import HOOKS
 from acchooks.config.schema import check_config
 from acchooks.errors import ConfigError
-from acchooks.testing import run_config, tiny_config
+from acchooks.testing import launch_command, run_config, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 BIN = Path(sys.executable).parent
 # bf16 autocast on CPU: the EMA must stay fp32 under DDP and mixed precision
-TWO_PROCS = (
-    str(BIN / "accelerate"),
-    "launch",
-    "--multi_gpu",
-    "--num_processes",
-    "2",
-    "--num_machines",
-    "1",
-    "--mixed_precision",
-    "bf16",
-    "--dynamo_backend",
-    "no",
-)
+TWO_PROCS = launch_command(mixed_precision="bf16")
 
 
 def launch(config: Path, work: Path, launcher=TWO_PROCS) -> subprocess.CompletedProcess:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from timm.data import Mixup
 from acchooks import HOOKS, Hook
 from acchooks.errors import ConfigError
 from acchooks.hooks.mixup import MixupHook, draw_seed
-from acchooks.testing import run_config, same_weights, tiny_config, train_losses
+from acchooks.testing import launch_command, run_config, same_weights, tiny_config, train_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -252,15 +251,8 @@ def test_bce_with_target_threshold_takes_the_soft_targets(tmp_path):
 
 
 # ---------------------------------------------------------------- 2 processes
-LAUNCH = [
-    "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-    "--mixed_precision", "no", "--dynamo_backend", "no",
-]  # fmt: skip
-
-
 def _launch(config: Path, work: Path, *extra: str) -> None:
-    accelerate = str(Path(sys.executable).parent / "accelerate")
-    cmd = [accelerate, *LAUNCH, str(ROOT / "train.py"), "--config", str(config)]
+    cmd = [*launch_command(), str(ROOT / "train.py"), "--config", str(config)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     res = subprocess.run(
         [*cmd, "--work-dir", str(work), *extra],

@@ -20,7 +20,7 @@ from acchooks.checkpoint import load_checkpoint, prepare_work_dir
 from acchooks.checkpoint.faults import ENV
 from acchooks.config.schema import check_config
 from acchooks.errors import ConfigError
-from acchooks.testing import run_config, tiny_config
+from acchooks.testing import launch_command, run_config, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -249,8 +249,7 @@ def test_both_weights_on_two_processes(tmp_path):
     )
     work = tmp_path / "work"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(DATA)])}
-    launch = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2"]
-    launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    launch = launch_command()
     res = subprocess.run(
         [*launch, str(ROOT / "train.py"), "--config", str(cfg), "--work-dir", str(work)],
         cwd=tmp_path,

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from acchooks.testing import launch_command
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny_cli.py"
 BIN = Path(sys.executable).parent
@@ -25,19 +27,7 @@ def test_one_process_nan_makes_every_process_skip(tmp_path):
         f"custom_hooks=[{{'type': 'NaNLossAt', 'step': 3, 'rank': 1, 'priority': 'HIGH'}}, "
         f"{{'type': 'DumpParams', 'path': '{dump}'}}]",
     ]
-    launcher = [
-        str(BIN / "accelerate"),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-    ]
+    launcher = launch_command()
     res = subprocess.run(
         [
             *launcher,

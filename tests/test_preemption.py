@@ -9,24 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from acchooks.testing import same_weights
+from acchooks.testing import launch_command, same_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny_cli.py"
 BIN = Path(sys.executable).parent
-LAUNCH2 = (
-    str(BIN / "accelerate"),
-    "launch",
-    "--multi_gpu",
-    "--num_processes",
-    "2",
-    "--num_machines",
-    "1",
-    "--mixed_precision",
-    "no",
-    "--dynamo_backend",
-    "no",
-)
+LAUNCH2 = launch_command()
 OPTS = [
     "model.drop_rate=0.2",
     "data.workers_per_gpu=1",

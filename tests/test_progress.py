@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from acchooks.testing import run_config, tiny_config
+from acchooks.testing import launch_command, run_config, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny_cli.py"
@@ -142,19 +142,7 @@ def test_lines_off_a_terminal_without_text_logger(tmp_path):
 
 @pytest.mark.slow  # two processes: ~20-40 s on a 2-core machine
 def test_bar_on_the_main_process_only(tmp_path):
-    launcher = (
-        str(BIN / "accelerate"),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-    )
+    launcher = launch_command()
     res = train(
         [
             "--work-dir",

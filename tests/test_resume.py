@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from acchooks.testing import run_config, tiny_config, train_losses
+from acchooks.testing import launch_command, run_config, tiny_config, train_losses
 
 # random augmentation (hflip), dropout, warmup, AdamW state, worker processes
 RESUMABLE = dict(
@@ -167,19 +167,7 @@ def test_resume_on_another_number_of_processes(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-2000:]
     shutil.copytree(tmp_path / "iter_6", tmp_path / "r" / "iter_6")
-    launcher = [
-        str(Path(sys.executable).parent / "accelerate"),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-    ]
+    launcher = launch_command()
     res = subprocess.run(
         [
             *launcher,

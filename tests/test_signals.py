@@ -13,14 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from acchooks.testing import launch_command
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny_cli.py"
 BIN = Path(sys.executable).parent
-LAUNCH2 = (
-    str(BIN / "accelerate"),
-    *("launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"),
-    *("--mixed_precision", "no", "--dynamo_backend", "no"),
-)
+LAUNCH2 = tuple(launch_command())
 IMPORTS = "custom_imports={'imports': ['stage_signals']}"
 
 

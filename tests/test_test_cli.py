@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from acchooks.testing import launch_command
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny_cli.py"
 BIN = Path(sys.executable).parent
@@ -38,19 +40,7 @@ def trained(tmp_path_factory):
     "launcher",
     [
         (sys.executable,),
-        (
-            str(BIN / "accelerate"),
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-        ),
+        launch_command(),
     ],
     ids=["1proc", "2proc"],
 )

@@ -11,6 +11,8 @@ import timm
 import torch
 from safetensors.torch import load_file
 
+from acchooks.testing import launch_command
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "tests" / "data" / "tiny_cli.py"
 BIN = Path(sys.executable).parent
@@ -108,19 +110,7 @@ def _last_step(work):
 @pytest.mark.parametrize(
     "launcher",
     [
-        (
-            "accelerate",
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-        ),
+        launch_command(),
         ("torchrun", "--nproc_per_node", "2"),
     ],
     ids=["accelerate", "torchrun"],
@@ -228,19 +218,7 @@ def test_bad_config_under_accelerate_launch_exits_on_every_process(tmp_path):
     res = run(
         ["--config", str(cfg), "--work-dir", str(tmp_path / "w")],
         cwd=tmp_path,
-        launcher=(
-            str(BIN / "accelerate"),
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-        ),
+        launcher=launch_command(),
         timeout=120,
     )
     assert res.returncode != 0
@@ -361,19 +339,7 @@ def test_bf16_from_config_and_launch_flag_wins(tmp_path):
     "launcher",
     [
         (sys.executable,),
-        (
-            str(BIN / "accelerate"),
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-        ),
+        launch_command(),
     ],
     ids=["1proc", "2proc"],
 )

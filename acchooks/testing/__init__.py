@@ -62,6 +62,23 @@ def run_config(cfg: Config, timestamp: str | None = None):
     return runner
 
 
+def launch_command(num_processes: int = 2, mixed_precision: str = "no", *extra: str) -> list[str]:
+    """``accelerate launch`` for ``num_processes`` processes on this machine (DDP over gloo
+    on CPUs: Accelerate reports MULTI_CPU), dynamo off; put the script and its arguments
+    after it. ``extra`` are more launcher options."""
+    import sys
+
+    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    return [
+        accelerate,
+        "launch",
+        "--multi_gpu",
+        *("--num_processes", str(num_processes), "--num_machines", "1"),
+        *("--mixed_precision", mixed_precision, "--dynamo_backend", "no"),
+        *extra,
+    ]
+
+
 def train_losses(work_dir: str | os.PathLike) -> list[tuple[int, float, float]]:
     """(step, loss, lr) of every train record in the run's JSON log
     (``<timestamp>.log.json``; the work dir must hold one): two runs trained alike, or a
