@@ -71,10 +71,29 @@ class ArrayDataset(Dataset):
     """In-memory images ``self.images`` (N, H, W[, 3] uint8) with ``self.targets``,
     transformed by an mmcls pipeline; ``__getitem__`` gives ``(tensor, int label)``."""
 
-    def _setup(self, data_prefix: str, pipeline: Any, test_mode: bool) -> None:
+    def __init__(
+        self,
+        data_prefix: str,
+        pipeline: Sequence[Mapping[str, Any]] = (),
+        classes: Sequence[str] | None = None,
+        ann_file: str | None = None,
+        test_mode: bool = False,
+        file_client_args: dict | None = None,
+    ):
+        name = type(self).__name__
+        problems = self.check_config(dict(data_prefix=data_prefix, pipeline=pipeline), name)
+        if problems:
+            raise ConfigError(problems)
+        prefix = os.path.expanduser(os.fspath(data_prefix))
+        self.images, self.targets, default_classes = self._load(prefix, test_mode)
+        self.classes = list(classes) if classes is not None else list(default_classes)
         self.data_prefix, self.test_mode = data_prefix, test_mode
-        self.transform = build_pipeline(pipeline, loaded_bgr=False, path=type(self).__name__)
+        self.transform = build_pipeline(pipeline, loaded_bgr=False, path=name)
         self.CLASSES = self.classes
+
+    def _load(self, prefix: str, test_mode: bool) -> tuple[np.ndarray, list[int], list[str]]:
+        """The split's images, labels and the format's class names."""
+        raise NotImplementedError
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -101,20 +120,8 @@ class CIFAR10(ArrayDataset):
     """CIFAR-10 from ``data_prefix/cifar-10-batches-py`` (torchvision's reader, MD5-checked;
     module docstring)."""
 
-    def __init__(
-        self,
-        data_prefix: str,
-        pipeline: Sequence[Mapping[str, Any]] = (),
-        classes: Sequence[str] | None = None,
-        ann_file: str | None = None,
-        test_mode: bool = False,
-        file_client_args: dict | None = None,
-    ):
+    def _load(self, prefix: str, test_mode: bool) -> tuple[np.ndarray, list[int], list[str]]:
         name = type(self).__name__
-        problems = self.check_config(dict(data_prefix=data_prefix, pipeline=pipeline), name)
-        if problems:
-            raise ConfigError(problems)
-        prefix = os.path.expanduser(os.fspath(data_prefix))
         tv = _CIFAR[self._tv_name()]
         try:
             data = tv(prefix, train=not test_mode, download=False)
@@ -127,9 +134,7 @@ class CIFAR10(ArrayDataset):
                 f"archive's MD5 checksums, so they are not loaded (CIFAR files are pickles); "
                 f"extract them again from {tv.url}"
             ) from None
-        self.images, self.targets = data.data, list(data.targets)
-        self.classes = list(classes) if classes is not None else list(data.classes)
-        self._setup(data_prefix, pipeline, test_mode)
+        return data.data, list(data.targets), list(data.classes)
 
     @classmethod
     def _tv_name(cls) -> str:
@@ -154,27 +159,12 @@ class MNIST(ArrayDataset):
         for i, w in enumerate("zero one two three four five six seven eight nine".split())
     ]  # noqa: E501
 
-    def __init__(
-        self,
-        data_prefix: str,
-        pipeline: Sequence[Mapping[str, Any]] = (),
-        classes: Sequence[str] | None = None,
-        ann_file: str | None = None,
-        test_mode: bool = False,
-        file_client_args: dict | None = None,
-    ):
-        name = type(self).__name__
-        problems = self.check_config(dict(data_prefix=data_prefix, pipeline=pipeline), name)
-        if problems:
-            raise ConfigError(problems)
-        prefix = os.path.expanduser(os.fspath(data_prefix))
+    def _load(self, prefix: str, test_mode: bool) -> tuple[np.ndarray, list[int], list[str]]:
         split = "t10k" if test_mode else "train"
         images = mnist.read_image_file(os.path.join(prefix, f"{split}-images-idx3-ubyte"))
         labels = mnist.read_label_file(os.path.join(prefix, f"{split}-labels-idx1-ubyte"))
-        self.images = np.ascontiguousarray(images.numpy())
-        self.targets = [int(t) for t in labels]
-        self.classes = list(classes) if classes is not None else list(type(self).CLASSES)
-        self._setup(data_prefix, pipeline, test_mode)
+        targets = [int(t) for t in labels]
+        return np.ascontiguousarray(images.numpy()), targets, list(type(self).CLASSES)
 
     @classmethod
     def _file_problems(cls, prefix: str, key: str) -> list[str]:
