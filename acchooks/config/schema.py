@@ -18,73 +18,11 @@ from typing import Any
 from ..errors import did_you_mean
 from ..registry import DATASETS, HOOKS, LOSSES, MODELS, RUNNERS
 from .arguments import check_args, check_registered
-from .checks import Check, anything, boolean, folder_problem, instance_of, is_int, positive_int
-from .optionset import Option, OptionSet, declarations
+from .checks import folder_problem, positive_int
+from .optionset import OptionSet, declarations
+from .top_level import SECTIONS, TOP_LEVEL, WORKFLOW_PHASE
 
 __all__ = ["TOP_LEVEL", "check_args", "check_config", "check_or_raise", "check_registered"]
-
-_DICT, _DICT_OR_NONE = instance_of(dict), instance_of(dict, type(None))
-_LIST = instance_of(list, tuple)
-_MMCV = "accepted from MMCV/MMClassification configs; Accelerate decides it at launch"
-
-TOP_LEVEL = OptionSet(
-    "config",
-    [
-        Option("model", _DICT, required=True),
-        Option("data", _DICT, required=True),
-        Option("optimizer", _DICT, required=True),
-        Option("optimizer_config", _DICT_OR_NONE),
-        Option("lr_config", _DICT_OR_NONE),
-        Option("momentum_config", _DICT_OR_NONE),
-        Option("runner", _DICT, required=True),
-        Option("checkpoint_config", _DICT_OR_NONE),
-        Option("log_config", _DICT_OR_NONE),
-        Option("evaluation", _DICT_OR_NONE),
-        Option("custom_hooks", _LIST),
-        Option("custom_imports", _DICT_OR_NONE),
-        Option("workflow", _LIST),
-        Option("work_dir", instance_of(str, type(None))),
-        Option("load_from", instance_of(str, dict, type(None))),
-        Option("resume_from", instance_of(str, type(None))),
-        Option("seed", instance_of(int, type(None))),
-        Option("deterministic", boolean),
-        Option("accelerator", _DICT),
-        Option("fp16", _DICT_OR_NONE),
-        Option("progress_config", _DICT_OR_NONE),
-        Option("hook_timing", _DICT),
-        Option("mixup", _DICT_OR_NONE),
-        Option("sampler", _DICT_OR_NONE),
-        *declarations("acchooks.runner.speed_options").SPEED,  # channels_last, sync_bn, compile
-        Option("auto_scale_lr", _DICT_OR_NONE),
-        Option("dist_params", _DICT, doc=_MMCV),
-        Option("log_level", instance_of(str)),
-        *(
-            Option(k, anything, doc=_MMCV)
-            for k in ("gpu_ids", "opencv_num_threads", "mp_start_method", "device")
-        ),
-    ],
-    "The top-level keys acchooks reads and the type of each.",
-)
-# top-level key -> (module, name) of the option set declared beside its consumer
-# (progress_config: acchooks.hooks.options.PROGRESS_CONFIG, see _check_progress)
-SECTIONS = {
-    "accelerator": ("acchooks.runner.options", "ACCELERATOR"),
-    "hook_timing": ("acchooks.hooks.options", "HOOK_TIMING"),
-    "data": ("acchooks.runner.options", "DATA"),
-    "log_config": ("acchooks.runner.options", "LOG_CONFIG"),
-    "fp16": ("acchooks.runner.loss_scale", "FP16"),
-    "auto_scale_lr": ("acchooks.optim.options", "AUTO_SCALE_LR"),
-}
-WORKFLOW_PHASE = Check(
-    "('train', N) or ('val', N) with N >= 1",
-    lambda w: (
-        isinstance(w, (list, tuple))
-        and len(w) == 2
-        and w[0] in ("train", "val")
-        and is_int(w[1])
-        and w[1] >= 1
-    ),
-)
 
 _DEFAULT_HOOKS = (
     ("optimizer_config", "OptimizerHook"),

@@ -3,8 +3,11 @@ transforms.
 
 ``dict(type='TimmDataset', name='torch/mnist', root='data/mnist', split='train')``: the
 name's prefix picks timm's reader: ``torch/<name>`` a torchvision dataset (never
-downloaded), ``hfds/<name>`` a Hugging Face dataset (needs the ``datasets`` package), no
-prefix a folder or tar of images (timm's ``ImageDataset``). Streamed readers (``wds/``,
+downloaded), ``hfds/<name>`` a Hugging Face dataset (needs the ``datasets`` package): with
+``name='hfds/<folder>'`` a local folder that ``datasets.load_dataset`` reads (``save_to_disk``
+output, parquet/arrow files, an imagefolder tree), ``root`` the folder where ``datasets``
+caches its Arrow copy (timm's reader passes it as ``cache_dir``), class names from the label's
+``ClassLabel`` feature; no prefix a folder or tar of images (timm's ``ImageDataset``). Streamed readers (``wds/``,
 ``hfids/``, ``tfds/``) are not supported yet: refused with a clear error.
 """
 
@@ -29,6 +32,30 @@ _OWN |= {"crop_pct", "interpolation", "class_map", "dataset_kwargs", "type"}
 def _prefix(name: str) -> str:
     prefix, sep, _ = name.partition("/")
     return prefix.lower() if sep else ""
+
+
+def _hfds_problems(name: str, path: str) -> list[str]:
+    """``hfds/``: the ``datasets`` package; a local path (``/``, ``.``, ``~``) that exists."""
+    if importlib.util.find_spec("datasets") is None:
+        return [f"{path}.name: '{name}' needs the 'datasets' package (pip install datasets)"]
+    local = name.partition("/")[2]
+    if local.startswith(("/", ".", "~")) and not os.path.isdir(os.path.expanduser(local)):
+        return [f"{path}.name: '{name}': local Hugging Face dataset folder not found: {local}"]
+    return []
+
+
+def _create_dataset(name: str, root: str, split: str, **kwargs: Any) -> Any:
+    """``create_dataset``; for ``hfds/``, ``datasets``' errors (an unknown split, a name that is
+    neither a local dataset folder nor in the cache ``root``) become a ConfigError."""
+    if _prefix(name) != "hfds":
+        return create_dataset(name, root=root, split=split, **kwargs)
+    try:
+        return create_dataset(name, root=root, split=split, **kwargs)
+    except (OSError, ValueError) as e:
+        raise ConfigError(
+            f"TimmDataset: '{name}' (split '{split}', cache root {root}): {e} (a local dataset "
+            "folder: save_to_disk, parquet/arrow files or an imagefolder tree; never downloaded)"
+        ) from e
 
 
 @DATASETS.register_module()
@@ -56,7 +83,7 @@ class TimmDataset:
         problems = self.check_config(cfg, path="TimmDataset")
         if problems:
             raise ConfigError(problems)
-        self.dataset = create_dataset(
+        self.dataset = _create_dataset(
             name,
             root=os.fspath(root),
             split=split,
@@ -115,10 +142,8 @@ class TimmDataset:
                 f"{path}.name: unknown reader prefix '{prefix}/' in '{name}' (expected one of "
                 f"torch/, hfds/, or no prefix for a folder){did_you_mean(prefix, _MAP_PREFIXES)}"
             )
-        elif prefix == "hfds" and importlib.util.find_spec("datasets") is None:
-            problems.append(
-                f"{path}.name: '{name}' needs the 'datasets' package (pip install datasets)"
-            )
+        elif prefix == "hfds":
+            problems += _hfds_problems(name, path)
         if not isinstance(root, (str, os.PathLike)):
             problems.append(f"{path}.root: expected the data folder (a path), found {root!r}")
         elif not os.path.exists(root):
