@@ -195,6 +195,21 @@ def test_vis_lr_shows_the_scaled_lr_for_a_process_count(tmp_path, capsys):
         assert eight[s] == pytest.approx(ref * 0.5, rel=1e-9)
 
 
+def test_vis_lr_with_split_batches_counts_the_loader_batch_once(tmp_path):
+    cfg = write(
+        tmp_path,
+        "split.py",
+        "auto_scale_lr = dict(base_batch_size=256, enable=True)\n"
+        "accelerator = dict(split_batches=True)\n",
+    )
+    js = tmp_path / "lr.json"
+    argv = ["vis-lr", str(cfg), "--dataset-size", "1024", "--out", str(tmp_path / "lr.png")]
+    assert acchooks_main([*argv, "--num-processes", "8", "--json", str(js)]) == 0
+    scaling = json.loads(js.read_text())["lr_scaling"]
+    assert scaling["global_batch"] == 16  # samples_per_gpu 16 split over 8 processes
+    assert scaling["factor"] == 16 / 256
+
+
 # ------------------------------------------------------------------ bad input
 @pytest.mark.parametrize(
     ("body", "message"),
@@ -254,13 +269,17 @@ def test_the_optimizer_builder_refuses_bad_lr_base_too():
 
 # ------------------------------------------------------------------ 2 processes
 @pytest.mark.slow
-def test_two_processes_scale_by_the_global_batch(tmp_path):
+@pytest.mark.parametrize("split", [False, True], ids=["per-process", "split_batches"])
+def test_two_processes_scale_by_the_global_batch(tmp_path, split):
     cfg = write(
         tmp_path,
         "two.py",
         "optimizer = dict(type='SGD', lr=None, lr_base=0.4, lr_base_size=64, momentum=0.9)\n"
-        "data = dict(samples_per_gpu=8)\nrunner = dict(max_epochs=1)\nevaluation = None\n",
+        "data = dict(samples_per_gpu=8)\nrunner = dict(max_epochs=1)\nevaluation = None\n"
+        f"accelerator = dict(split_batches={split})\n",
     )
+    # split_batches: each loader batch of 8 is divided over the 2 processes
+    per, total = (4, 8) if split else (8, 16)
     work = tmp_path / "work"
     cmd = launch_command()
     res = subprocess.run(
@@ -273,8 +292,10 @@ def test_two_processes_scale_by_the_global_batch(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     log = text_log(work)
     assert (
-        "LR scaling (optimizer.lr_base, linear): global batch 16 = 8 per process x 2 "
-        "processes x 1 accumulation; base lr 0.4 for batch 64 -> lr 0.1 (x0.25)"
+        f"LR scaling (optimizer.lr_base, linear): global batch {total} = {per} per process x 2 "
+        f"processes x 1 accumulation; base lr 0.4 for batch 64 -> lr {0.4 * total / 64:g} "
+        f"(x{total / 64:g})"
     ) in log
     assert log.count("LR scaling (") == 1  # the main process only
-    assert {r["lr"] for r in records(work) if r.get("mode") == "train"} == {0.4 * 16 / 64}
+    assert f"global batch {total} = {per} per process x 2 processes" in log.split("LR scaling")[1]
+    assert {r["lr"] for r in records(work) if r.get("mode") == "train"} == {0.4 * total / 64}

@@ -126,9 +126,10 @@ def build_sampler(
     told how many copies to expect), one process's ``batch_size`` and the run's seed."""
     opts = SAMPLER.resolve(sampler_cfg)
     SAMPLER.check(sampler_cfg)
+    from ..optim.lr_scaling import per_process_batch
+
     world = getattr(accelerator, "num_processes", 1)
-    if getattr(accelerator, "split_batches", False):
-        batch_size //= world
+    batch_size = per_process_batch(batch_size, world, getattr(accelerator, "split_batches", False))
     n = len(dataset)
     if hasattr(dataset, "copies"):
         dataset.copies = math.ceil(opts["num_repeats"])

@@ -9,9 +9,11 @@ Two ways to say "this lr was tuned for that batch", each as its reference spells
   ``lr``): ``lr = lr_base * (global_batch / lr_base_size)``, or its square root with
   ``'sqrt'``, the default for optimizers whose name contains ``ada`` or ``lamb``.
 
-The global batch is the per-process batch (``data.samples_per_gpu``) x the number of
-processes x gradient accumulation (``optimizer_config.cumulative_iters``), as timm counts
-it (mmengine leaves accumulation out).
+The global batch is the per-process batch (``data.samples_per_gpu``, divided over the
+processes with Accelerate's ``split_batches``) x the number of processes x gradient
+accumulation (``optimizer_config.cumulative_iters``), as timm counts it (mmengine leaves
+accumulation out). :func:`per_process_batch` and :func:`global_batch` are the one place
+it is computed (the run's ``meta['global_batch']``, the samplers, vis-lr).
 
 **Where.** The factor is computed here once (:func:`lr_scaling`) and applied by
 :func:`~acchooks.optim.builder.build_optimizer`: the configured lr is scaled before the
@@ -46,6 +48,17 @@ def default_rule(optimizer_type: str) -> str:
     return "sqrt" if any(o in name for o in ("ada", "lamb")) else "linear"
 
 
+def per_process_batch(samples_per_gpu: int, num_processes: int, split_batches: bool) -> int:
+    """The samples one process's step sees: with Accelerate's ``split_batches`` each
+    loader batch of ``samples_per_gpu`` is divided over the processes."""
+    return samples_per_gpu // num_processes if split_batches else samples_per_gpu
+
+
+def global_batch(per_process: int, num_processes: int, accumulation: int) -> int:
+    """The samples of one optimizer step over all processes."""
+    return per_process * num_processes * accumulation
+
+
 @dataclass(frozen=True)
 class LrScaling:
     """One run's LR scaling: which key asked for it, the rule, the base lr and batch,
@@ -61,7 +74,7 @@ class LrScaling:
 
     @property
     def global_batch(self) -> int:
-        return self.per_process * self.num_processes * self.accumulation
+        return global_batch(self.per_process, self.num_processes, self.accumulation)
 
     @property
     def factor(self) -> float:

@@ -271,7 +271,7 @@ def _prepared(
     return model, criterion, prepared[1], dict(zip(names, prepared[2:], strict=True))
 
 
-def _log_setup(runner, spg: int) -> None:
+def _log_setup(runner, per_process: int) -> None:
     acc, logger, meta = runner.accelerator, runner.logger, runner.meta
     logger.info("Environment: " + ", ".join(f"{k}={v}" for k, v in meta["env_info"].items()))
     if acc.mixed_precision == "fp16" and acc.device.type == "cpu":
@@ -282,7 +282,7 @@ def _log_setup(runner, spg: int) -> None:
         )
     n = runner.epoch_length
     logger.info(
-        f"global batch {meta['global_batch']} = {spg} per process x "
+        f"global batch {meta['global_batch']} = {per_process} per process x "
         f"{acc.num_processes} processes x {acc.gradient_accumulation_steps} "
         f"accumulation; {n} iterations per epoch, "
         f"{math.ceil(n / acc.gradient_accumulation_steps)} optimizer steps per epoch"
@@ -297,12 +297,12 @@ def build_runner(cfg, logger, timestamp: str | None = None):
     agree_on_work_dir_lock(accelerator)  # one run per work dir: every process learns it
     seed = _seed(cfg, accelerator, logger)
     spg = loader_options(cfg.data, "train", train=True)["samples_per_gpu"]
-    from ..optim.lr_scaling import lr_scaling, report_lr_scaling
+    from ..optim.lr_scaling import global_batch, lr_scaling, per_process_batch, report_lr_scaling
 
+    nproc, gas = accelerator.num_processes, accelerator.gradient_accumulation_steps
+    per_process = per_process_batch(spg, nproc, accelerator.split_batches)
     # auto_scale_lr / optimizer.lr_base: the lr for this global batch (acchooks.optim)
-    scaling = lr_scaling(
-        cfg, spg, accelerator.num_processes, accelerator.gradient_accumulation_steps
-    )
+    scaling = lr_scaling(cfg, per_process, nproc, gas)
     model, criterion, optimizer, loaders = _prepared(cfg, accelerator, seed, scaling, logger)
     runner_cfg = dict(cfg.runner)
     runner_type = RUNNERS.get(runner_cfg.pop("type"))
@@ -310,7 +310,7 @@ def build_runner(cfg, logger, timestamp: str | None = None):
         "env_info": _env_info(accelerator),
         "seed": seed,
         "exp_name": osp.basename(cfg.filename or ""),
-        "global_batch": spg * accelerator.num_processes * accelerator.gradient_accumulation_steps,
+        "global_batch": global_batch(per_process, nproc, gas),
     }
     runner = runner_type(
         model,
@@ -331,7 +331,7 @@ def build_runner(cfg, logger, timestamp: str | None = None):
     runner.description = describe_run(cfg, loaders["train"].dataset)  # in every checkpoint
     configure_hook_timing(runner, cfg)
     register_default_hooks(runner, cfg, loaders.get("val"))
-    _log_setup(runner, spg)
+    _log_setup(runner, per_process)
     resumed = runner.checkpointer.resume(cfg.resume_from) if cfg.get("resume_from") else None
     report_lr_scaling(logger, scaling, runner.optimizer, resumed is not None)
     if resumed is None and cfg.get("load_from"):

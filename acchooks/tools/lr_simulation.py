@@ -254,10 +254,12 @@ def _record_step(out: dict[str, Any], groups: list[dict], step: int, epoch: int,
 def lr_schedule(cfg: Config, dataset_size: int | None = None, ngpus: int = 1) -> dict[str, Any]:
     """Every optimizer step of the run ``cfg`` describes, with the lr of each drawn
     group and the momentum: the values the hooks set before that step."""
-    from ..optim.lr_scaling import lr_scaling
+    from ..optim.lr_scaling import lr_scaling, per_process_batch
 
     geo = _run_geometry(cfg, dataset_size, ngpus)
-    scaling = lr_scaling(cfg, geo.samples_per_gpu, geo.ngpus, geo.accumulation)
+    split = (cfg.get("accelerator") or {}).get("split_batches", False)
+    per_process = per_process_batch(geo.samples_per_gpu, geo.ngpus, split)
+    scaling = lr_scaling(cfg, per_process, geo.ngpus, geo.accumulation)
     optimizer, notes = _optimizer(cfg, scaling)
     groups = optimizer.param_groups
     hooks = _hooks(cfg)
