@@ -127,6 +127,38 @@ def test_predict_matches_the_models_logits(trained, tmp_path, capsys):
     assert f"{files[0]}: {names[0]} " in printed
 
 
+def test_multi_label_checkpoints_predict_per_class_sigmoids(trained, tmp_path, capsys):
+    from acchooks.testing import multilabel  # noqa: F401 - registers MultiLabelShapes
+
+    work, _, val = trained
+    assert load_checkpoint(work / "epoch_1").meta["multi_label"] is False
+    multi = dict(type="MultiLabelShapes", img_size=32, num_classes=4, _delete_=True)
+    cfg = tiny_config(
+        tmp_path / "multi",
+        model=dict(loss=dict(type="BinaryCrossEntropy")),
+        data=dict(train=dict(multi, num_samples=16, seed=0, is_training=True), val=None),
+        runner=dict(max_epochs=1),
+        checkpoint_config=dict(interval=1),
+    )
+    run_config(cfg)
+    assert load_checkpoint(tmp_path / "multi" / "epoch_1").meta["multi_label"] is True
+    # the single-label run's weights, read as multi-label: sigmoids, not a softmax
+    relabelled = _rewrite_meta(
+        work / "epoch_1", tmp_path / "ml" / "epoch_1", lambda m: m.update(multi_label=True)
+    )
+    out = tmp_path / "preds.json"
+    argv = ["predict", "--checkpoint", str(relabelled), "--images", str(val), "--topk", "2"]
+    assert acchooks([*argv, "--out", str(out)]) == 0, capsys.readouterr().err
+    files = sorted(val.rglob("*.png"))
+    model = timm.create_model("test_resnet", pretrained=False, num_classes=4)
+    model.load_state_dict(load_file(work / "epoch_1" / "model.safetensors"))
+    tf = create_transform(**EVAL, is_training=False)
+    with torch.no_grad():
+        logits = model.eval()(torch.stack([tf(Image.open(f).convert("RGB")) for f in files]))
+    got = torch.tensor([p["scores"] for p in json.loads(out.read_text())["predictions"]])
+    assert torch.allclose(got, logits.sigmoid().topk(2, -1).values, atol=1e-5)
+
+
 def test_head_that_does_not_match_the_classes_is_a_config_error(tmp_path):
     cfg = tiny_config(tmp_path / "w", model=dict(num_classes=3))
     with pytest.raises(ConfigError) as e:

@@ -35,6 +35,7 @@ _META = {
     "classes": "a list of strings or null",
     "eval_transform": "a mapping or null",
     "model": "a mapping or null",
+    "multi_label": "a bool",
 }
 
 
@@ -68,6 +69,7 @@ def _ok(v: Any, expected: str) -> bool:
         "a mapping": lambda: isinstance(v, dict),
         "a list of strings or null": lambda: v is None or _ok(v, "a list of strings"),
         "a mapping or null": lambda: v is None or isinstance(v, dict),
+        "a bool": lambda: isinstance(v, bool),
     }[expected]()
 
 

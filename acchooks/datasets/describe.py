@@ -20,6 +20,7 @@ from ..errors import ConfigError
 
 # The meta fields this module writes.
 CLASSES, EVAL_TRANSFORM, MODEL = "classes", "eval_transform", "model"
+MULTI_LABEL = "multi_label"
 TIMM_KEYS = ("input_size", "mean", "std", "crop_pct", "interpolation")
 _TIMM_TYPES = ("ImageFolder", "TimmDataset")
 
@@ -119,15 +120,33 @@ def describe_run(cfg: Any, train_dataset: Any) -> dict[str, Any]:
     """The ``meta`` fields of every checkpoint of a run: ``classes`` (of the train set),
     ``eval_transform`` (of ``data.val``, else ``data.test``, else the train set's as it
     would be without augmentation) and ``model``."""
-    data = cfg.get("data") or {}
+    return {
+        CLASSES: dataset_classes(train_dataset),
+        EVAL_TRANSFORM: eval_transform(eval_source(cfg.get("data") or {})),
+        MODEL: model_config(cfg.model),
+        MULTI_LABEL: is_multi_label(train_dataset),
+    }
+
+
+def eval_source(data: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The dataset config whose transform evaluates: ``data.val``, else ``data.test``,
+    else the train set's without augmentation."""
     source = data.get("val") or data.get("test")
     if source is None and isinstance(data.get("train"), Mapping):
         source = {**data["train"], "is_training": False}
-    return {
-        CLASSES: dataset_classes(train_dataset),
-        EVAL_TRANSFORM: eval_transform(source),
-        MODEL: model_config(cfg.model),
-    }
+    return source
+
+
+def is_multi_label(dataset: Any) -> bool:
+    """Whether ``dataset`` (inside its wrappers) gives multi-hot targets: its class says
+    ``multi_label = True`` (mmcls's MultiLabelDataset: VOC)."""
+    for _ in range(8):
+        if getattr(type(dataset), "multi_label", False):
+            return True
+        dataset = getattr(dataset, "__dict__", {}).get("dataset")
+        if dataset is None:
+            return False
+    return False
 
 
 def head_size(model: Any) -> int | None:

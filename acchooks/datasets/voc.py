@@ -98,6 +98,7 @@ class VOC(FileDataset):
     """mmcls's VOC (module docstring); ``__getitem__`` gives ``(tensor, (C,) float)``."""
 
     CLASSES = VOC_CLASSES
+    multi_label = True  # multi-hot targets: sigmoid scores (acchooks predict)
 
     def __init__(
         self,

@@ -8,6 +8,17 @@ import torch
 from torch import nn
 
 
+def class_scores(logits: torch.Tensor, multi_label: bool) -> torch.Tensor:
+    """Per-class scores of ``logits``: independent sigmoids for a multi-label set (as
+    mmcls's multi-label heads), else a softmax over the classes."""
+    return logits.sigmoid() if multi_label else logits.softmax(dim=-1)
+
+
+def is_multi_hot(logits: torch.Tensor, target: torch.Tensor) -> bool:
+    """Targets given per class (multi-hot ``(B, C)`` like the logits): a multi-label set."""
+    return target.dim() == 2 and target.shape == logits.shape
+
+
 @torch.no_grad()
 def predict(
     model: nn.Module,
@@ -34,8 +45,7 @@ def predict(
         logits, target, index = accelerator.gather_for_metrics((logits.float(), target, index))
         if indices is not None:
             indices.extend(i.cpu() for i in index)
-        multi_label = target.dim() == 2 and target.shape == logits.shape
-        scores.append((logits.sigmoid() if multi_label else logits.softmax(dim=1)).cpu())
+        scores.append(class_scores(logits, is_multi_hot(logits, target)).cpu())
         targets.append(target.cpu())
         if on_batch is not None:
             on_batch()

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .predict import class_scores, is_multi_hot
+
 
 @dataclass(frozen=True)
 class WeightSet:
@@ -34,9 +36,7 @@ class WeightSet:
 
 
 def _scores(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Softmax scores, sigmoid ones for multi-hot targets (as :func:`.predict.predict`)."""
-    multi_label = target.dim() == 2 and target.shape == logits.shape
-    return (logits.sigmoid() if multi_label else logits.softmax(dim=1)).cpu()
+    return class_scores(logits, is_multi_hot(logits, target)).cpu()
 
 
 @torch.no_grad()

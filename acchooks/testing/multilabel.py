@@ -38,6 +38,8 @@ def multi_hot_targets(
 class MultiLabelShapes(Shapes):
     """Shapes images with multi-hot targets; ``__getitem__`` gives ``(CxHxW, (C,) float)``."""
 
+    multi_label = True
+
     def __init__(self, extra_positive: float = 0.25, difficult: float = 0.0, **kwargs: Any):
         problems = self.check_config(
             dict(kwargs, extra_positive=extra_positive, difficult=difficult)

@@ -3,7 +3,8 @@
 The top-k classes of each image, by the checkpoint alone: the model is rebuilt from the
 model config the checkpoint records, the images go through its recorded eval transform
 (timm's ``input_size``, ``mean``, ``std``, ``crop_pct``, ``interpolation``) and the scores
-(softmax) are named by its recorded class names. A checkpoint saved before acchooks
+(a softmax; each class's sigmoid for a multi-label checkpoint) are named by its recorded
+class names. A checkpoint saved before acchooks
 recorded them (or a bare ``.safetensors``) needs ``--config CFG``, the run's config, for
 what is missing; the message says which.
 """
@@ -69,15 +70,12 @@ def checkpoint_description(checkpoint: str, config: str | None = None) -> dict[s
     from ..datasets import describe
 
     meta = describe.checkpoint_meta(checkpoint) or {}
-    found = {k: meta.get(k) for k in (*_NEEDED, "classes")}
+    found = {k: meta.get(k) for k in (*_NEEDED, "classes", describe.MULTI_LABEL)}
     if config is not None and any(found[k] is None for k in _NEEDED):
         from ..config import Config
 
         cfg = Config.fromfile(config)
-        data = cfg.get("data") or {}
-        source = data.get("val") or data.get("test")
-        if source is None and data.get("train") is not None:
-            source = {**data["train"], "is_training": False}
+        source = describe.eval_source(cfg.get("data") or {})
         found["model"] = found["model"] or describe.model_config(cfg.model)
         found["eval_transform"] = found["eval_transform"] or describe.eval_transform(source)
     missing = [k for k in _NEEDED if found[k] is None]
@@ -109,11 +107,19 @@ def load_predictor(checkpoint: str, desc: dict[str, Any], weights: str | None = 
 
 
 def predict_images(
-    model: Any, transform: Any, files: list[str], topk: int, batch_size: int = 32
+    model: Any,
+    transform: Any,
+    files: list[str],
+    topk: int,
+    batch_size: int = 32,
+    multi_label: bool = False,
 ) -> list[tuple[list[int], list[float]]]:
-    """The top-``topk`` class indices and softmax scores of each file, in order."""
+    """The top-``topk`` class indices and scores of each file, in order: softmax scores,
+    or each class's sigmoid for a multi-label checkpoint."""
     import torch
     from PIL import Image
+
+    from ..evaluation.predict import class_scores
 
     out: list[tuple[list[int], list[float]]] = []
     k = min(topk, getattr(model, "num_classes", topk) or topk)
@@ -126,7 +132,7 @@ def predict_images(
             except Exception as e:  # noqa: BLE001 - whatever PIL raises, the file is at fault
                 raise ToolError(f"--images: cannot read {f} ({type(e).__name__}: {e})") from None
         with torch.no_grad():
-            scores = model(torch.stack(batch)).float().softmax(-1)
+            scores = class_scores(model(torch.stack(batch)).float(), multi_label)
         values, indices = scores.topk(k, dim=-1)
         out += list(zip(indices.tolist(), values.tolist(), strict=True))
     return out
@@ -154,7 +160,11 @@ def run(args: argparse.Namespace) -> int:
         )
     rows = []
     for f, (idx, scores) in zip(
-        files, predict_images(model, transform, files, args.topk, args.batch_size), strict=True
+        files,
+        predict_images(
+            model, transform, files, args.topk, args.batch_size, bool(desc.get("multi_label"))
+        ),
+        strict=True,
     ):
         names = [classes[i] if classes and i < len(classes) else str(i) for i in idx]
         rows.append({"image": f, "classes": names, "indices": idx, "scores": scores})
