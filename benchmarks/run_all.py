@@ -31,6 +31,7 @@ SCRIPTS: dict[str, tuple[list[str], list[str]]] = {
     "mixup": ([], ["--quick"]),
     "compile": ([], ["--quick", "--backend", "aot_eager"]),  # quick: no C++ compile
     "seeded_dataset": ([], ["--quick"]),
+    "loader": ([], ["--quick"]),
 }
 
 

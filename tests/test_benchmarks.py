@@ -149,6 +149,18 @@ def test_seeded_dataset(tmp_path):
     assert all(_positive(r["seeded_us"]) for r in data["rows"])
 
 
+def test_loader(tmp_path):
+    data = _run("loader.py", str(tmp_path / "loader.json"))
+    assert set(data["results"]) == {"0", "2"} and data["data"]["files"] == 96
+    for r in data["results"].values():
+        assert set(r["images_per_s"]) == {"acchooks", "acchooks unseeded", "timm", "torchvision"}
+        assert all(_positive(v) for v in r["images_per_s"].values())
+        for key in ("ratio_acchooks_to_timm", "ratio_acchooks_to_torchvision"):
+            assert _positive(r[key]), key
+        assert _positive(r["ratio_seeded_to_unseeded"])
+        assert math.isfinite(r["seeding_cost_us_per_image"])
+
+
 def test_config_errors(tmp_path):
     data = _run("config_errors.py", str(tmp_path / "cfg.json"))
     rows = data["results"]
@@ -199,4 +211,5 @@ def test_run_all_lists_every_benchmark():
         "ema",
         "checkpoint",
         "seeded_dataset",
+        "loader",
     } <= set(run_all.SCRIPTS)

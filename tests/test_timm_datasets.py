@@ -65,7 +65,7 @@ def test_bad_configs_are_one_clear_error(tmp_path):
     with pytest.raises(ConfigError, match=r"root: not found: .*nowhere.*never downloaded"):
         TimmDataset(name="torch/mnist", root=str(tmp_path / "nowhere"))
     with pytest.raises(ConfigError, match=r"streamed readers .*not supported"):
-        TimmDataset(name="wds/shards", root=str(tmp_path))
+        TimmDataset(name="hfids/shards", root=str(tmp_path))  # wds/: test_webdataset.py
     problems = TimmDataset.check_config(
         dict(name="torh/mnist", root=str(tmp_path), hflp=0.5), path="data.train"
     )

@@ -12,7 +12,7 @@ import platform
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from ..cli.workdir_lock import agree as agree_on_work_dir_lock
 from ..hooks.options import HOOK_TIMING, PROGRESS_CONFIG
@@ -106,6 +106,11 @@ def build_dataloader(
     from ..datasets.seeded import SeededDataset
 
     dataset = DATASETS.build(data_cfg[split])
+    if isinstance(dataset, IterableDataset):  # WebDataset shards: split and seeded by itself
+        from ..datasets.webdataset import streaming_loader
+
+        opts = loader_options(data_cfg, split, train)
+        return streaming_loader(dataset, opts, seed, split, train, accelerator, sampler_cfg)
     if wrap is not None:
         dataset = wrap(dataset)
     if train:  # augmentation: a function of (seed, epoch, index); see SeededDataset
@@ -263,12 +268,14 @@ def _prepared(
     loaders = {"train": train}
     if cfg.data.get("val") is not None:
         loaders["val"] = build_dataloader(cfg.data, "val", seed, train=False)
-    names = list(loaders)
-    prepared = accelerator.prepare(model, optimizer, *loaders.values())
+    # a streamed (iterable) loader shards itself: prepare would dispatch or re-shard it
+    names = [k for k, v in loaders.items() if not isinstance(v.dataset, IterableDataset)]
+    prepared = accelerator.prepare(model, optimizer, *(loaders[k] for k in names))
     if criterion is not None:
         criterion = criterion.to(accelerator.device)
     model = speed.compile_model(prepared[0], cfg, logger)  # outermost, around DDP
-    return model, criterion, prepared[1], dict(zip(names, prepared[2:], strict=True))
+    loaders.update(zip(names, prepared[2:], strict=True))
+    return model, criterion, prepared[1], loaders
 
 
 def _log_setup(runner, per_process: int) -> None:

@@ -203,6 +203,10 @@ class Runner(RunLength, TrainStateViews):
     def _unfinished_batches(self, loader: Iterable) -> tuple[Iterable, int]:
         """The loader, minus the batches of this epoch already done (after a resume)."""
         done = self.state.batches_done
+        dataset = getattr(loader, "dataset", None)
+        if done and hasattr(dataset, "skip_batches"):  # streamed shards: start at batch `done`
+            dataset.skip_batches(done)
+            return loader, done
         if done:
             return self.accelerator.skip_first_batches(loader, done), done
         return loader, 0
