@@ -20,7 +20,9 @@ repr), batch 32, one process, no model (each batch tensor is touched). Sides:
   without the SeededDataset wrapper: the per-sample determinism cost is the difference;
 - ``timm``: ``timm.data.create_loader`` on ``timm.data.create_dataset('', root)``,
   ``is_training=True``, ``use_prefetcher=False`` (CPU);
-- ``torchvision``: ``torchvision.datasets.ImageFolder`` and a plain DataLoader.
+- ``torchvision``: ``torchvision.datasets.ImageFolder`` and a plain DataLoader;
+- ``acchooks wds``: the same images packed into 8 WebDataset tars (written once beside
+  the folder), read by ``TimmDataset(name='wds/...')`` through ``build_dataloader``.
 
 At ``--workers`` 0 and 2 (persistent workers where > 0, as acchooks and timm default to):
 one warm-up epoch per side, then ``--epochs`` reps, the sides' order rotated rep by rep.
@@ -28,12 +30,13 @@ images/s counts the images delivered (timm drops the last partial batch when tra
 Each epoch is also timed in CPU seconds (this process plus its DataLoader workers, from
 ``/proc/<pid>/stat``): images per CPU second moves far less than wall time when other
 processes share the cores. Reports medians and min-max of both, and the ratios
-acchooks/timm, acchooks/torchvision and acchooks/acchooks-unseeded. Writes JSON to ``benchmarks/results/loader.json``.
+acchooks/timm, acchooks/torchvision, acchooks/acchooks-unseeded and wds/folder. Writes JSON to ``benchmarks/results/loader.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -60,7 +63,8 @@ from acchooks.config import Config  # noqa: E402
 from acchooks.runner.builder import build_dataloader  # noqa: E402
 
 CLASSES = 10
-SIDES = ("acchooks", "acchooks unseeded", "timm", "torchvision")
+SIDES = ("acchooks", "acchooks unseeded", "timm", "torchvision", "acchooks wds")
+SHARDS = 8
 
 
 def _photo(rng: np.random.Generator, w: int, h: int) -> Image.Image:
@@ -96,6 +100,30 @@ def make_folder(n: int, seed: int = 0) -> str:
         _photo(rng, w, h).save(os.path.join(folder, f"{i:05d}.jpg"), "JPEG", quality=95)
     open(os.path.join(root, "done"), "w").close()
     return root
+
+
+def make_shards(root: str) -> str:
+    """The folder's images packed into ``SHARDS`` WebDataset tars (``<i>.jpg`` with
+    ``<i>.cls``, the ImageFolder class index), written once beside it: a brace pattern."""
+    import tarfile
+
+    out = root + "_wds"
+    pattern = os.path.join(out, f"train-{{0000..{SHARDS - 1:04d}}}.tar")
+    if os.path.exists(os.path.join(out, "done")):
+        return pattern
+    os.makedirs(out, exist_ok=True)
+    files = sorted(torchvision.datasets.ImageFolder(root).samples)
+    for s in range(SHARDS):
+        with tarfile.open(os.path.join(out, f"train-{s:04d}.tar"), "w") as tar:
+            for i, (path, label) in enumerate(files[s::SHARDS]):
+                key = f"{s:04d}{i:05d}"
+                tar.add(path, arcname=f"{key}.jpg")
+                info = tarfile.TarInfo(f"{key}.cls")
+                data = str(label).encode()
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    open(os.path.join(out, "done"), "w").close()
+    return pattern
 
 
 def folder_stats(root: str) -> dict:
@@ -145,7 +173,10 @@ def build_sides(root: str, workers: int, batch: int, seed: int) -> dict[str, Dat
     tv_loader = DataLoader(
         tv, batch_size=batch, shuffle=True, num_workers=workers, persistent_workers=workers > 0
     )
-    sides = dict(zip(SIDES, (ours, unseeded, timm_loader, tv_loader), strict=True))
+    wds = dict(type="TimmDataset", name="wds/bench", root=make_shards(root), is_training=True)
+    wds_cfg = Config(dict(data=dict(samples_per_gpu=batch, workers_per_gpu=workers, train=wds)))
+    shards = build_dataloader(wds_cfg.data, "train", seed, True)
+    sides = dict(zip(SIDES, (ours, unseeded, timm_loader, tv_loader, shards), strict=True))
     transforms = {repr(_dataset(loader).transform) for loader in sides.values()}
     assert len(transforms) == 1, f"the sides' transforms differ: {transforms}"
     return sides
@@ -215,6 +246,7 @@ def _ratios(med: dict[str, float], suffix: str) -> dict[str, float]:
         f"ratio_acchooks_to_timm{suffix}": round(ours / med["timm"], 3),
         f"ratio_acchooks_to_torchvision{suffix}": round(ours / med["torchvision"], 3),
         f"ratio_seeded_to_unseeded{suffix}": round(ours / med["acchooks unseeded"], 3),
+        f"ratio_wds_to_folder{suffix}": round(med["acchooks wds"] / ours, 3),
     }
 
 
@@ -252,7 +284,8 @@ def _print_table(results: dict[str, dict]) -> None:
                 f"        acchooks/timm x{r['ratio_acchooks_to_timm' + suffix]:.3f}, "
                 f"acchooks/torchvision x{r['ratio_acchooks_to_torchvision' + suffix]:.3f}, "
                 f"seeded/unseeded x{r['ratio_seeded_to_unseeded' + suffix]:.3f} "
-                f"({cost:+.0f} µs/image)"
+                f"({cost:+.0f} µs/image), "
+                f"wds/folder x{r['ratio_wds_to_folder' + suffix]:.3f}"
             )
 
 

@@ -153,7 +153,13 @@ def test_loader(tmp_path):
     data = _run("loader.py", str(tmp_path / "loader.json"))
     assert set(data["results"]) == {"0", "2"} and data["data"]["files"] == 96
     for r in data["results"].values():
-        assert set(r["images_per_s"]) == {"acchooks", "acchooks unseeded", "timm", "torchvision"}
+        assert set(r["images_per_s"]) == {
+            "acchooks",
+            "acchooks unseeded",
+            "timm",
+            "torchvision",
+            "acchooks wds",
+        }
         assert all(_positive(v) for v in r["images_per_s"].values())
         for key in ("ratio_acchooks_to_timm", "ratio_acchooks_to_torchvision"):
             assert _positive(r[key]), key
