@@ -14,8 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from acchooks.datasets.webdataset import WdsShards, expand_braces, streaming_loader
-from acchooks.errors import ConfigError
+from acchooks.datasets.wds_index import expand_braces
+from acchooks.datasets.webdataset import WdsShards, streaming_loader
+from acchooks.errors import ConfigError, DataError
 from acchooks.registry import DATASETS
 from acchooks.testing import launch_command, run_config, same_weights, tiny_config, train_losses
 from acchooks.testing.shards import PLAIN, SIZES, member, sample_ids
@@ -83,6 +84,24 @@ def test_config_and_index(shards, tmp_path):
         member(tar, "y.cls.txt", b" 2\n")
     one = _dataset(str(jpgs))
     assert one.keys == ["0/x/a", "0/y"] and one.labels.tolist() == [3, 2]
+
+
+def test_a_corrupt_image_names_the_shard_and_the_sample(tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    with tarfile.open(folder / "train-0.tar", "w") as tar:
+        buf = io.BytesIO()
+        Image.new("RGB", (16, 16), (5, 0, 0)).save(buf, format="PNG")
+        member(tar, "good.png", buf.getvalue())
+        member(tar, "good.cls", b"0")
+        member(tar, "broken.png", buf.getvalue()[:30])  # truncated
+        member(tar, "broken.cls", b"1")
+    ds = _dataset(str(folder / "train-0.tar"), shuffle_buffer=0)
+    ds.configure(2, 0, 1, seed=0)
+    ds.set_epoch(0)
+    broken = [p for p in range(2) if ds.keys[ds.epoch_ids(0)[p]].endswith("broken")][0]
+    with pytest.raises(DataError, match=r"cannot read sample 1 \('0/broken'.*train-0.tar"):
+        ds.load(broken)
 
 
 def test_order_split_over_workers_and_ranks(shards):
