@@ -60,7 +60,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from acchooks.config import Config  # noqa: E402
-from acchooks.runner.builder import build_dataloader  # noqa: E402
+from acchooks.runner.loaders import build_dataloader  # noqa: E402
 
 CLASSES = 10
 SIDES = ("acchooks", "acchooks unseeded", "timm", "torchvision", "acchooks wds")

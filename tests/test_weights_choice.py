@@ -19,7 +19,7 @@ from acchooks.evaluation.metrics import evaluate
 from acchooks.hooks.ema import EMAHook
 from acchooks.logging import get_logger
 from acchooks.runner import build_runner
-from acchooks.runner.builder import build_dataloader
+from acchooks.runner.loaders import build_dataloader
 from acchooks.testing import run_config
 
 TINY = Path(__file__).resolve().parent / "data" / "tiny_cli.py"

@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     from ..evaluation.outputs import WithIndex, in_dataset_order
     from ..evaluation.predict import predict
     from ..models import build_model
-    from ..runner.builder import build_accelerator, build_dataloader, shutdown_workers
+    from ..runner.builder import build_accelerator
+    from ..runner.loaders import build_dataloader, shutdown_workers
 
     accelerator = build_accelerator(cfg)
     model, _ = build_model(cfg.model)

@@ -31,9 +31,9 @@ from ..hooks.logger.text import now_timestamp
 from ..hooks.table import HookTable
 from ..logging.log_buffer import LogBuffer
 from ..registry import RUNNERS
-from .builder import shutdown_workers
 from .checkpointer import Checkpointer
 from .length import RunLength
+from .loaders import shutdown_workers
 from .model_step import ModelStep
 from .preemption import MARKER, Preempted, PreemptionHandler, stop_for_preemption
 from .train_state import TrainState, TrainStateViews
