@@ -519,3 +519,110 @@ def test_slurm_preempted_job_saves_requeues_once_and_resumes_exactly(slurm_strai
     a = load_file(str(straight / "work" / "epoch_4" / "model.safetensors"))
     b = load_file(str(work / "epoch_4" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- a real Slurm, several nodes: the `multi` partition of launch/ci_slurm_setup.sh ---------
+# two emulated nodes n1 n2, one slurmd each (`slurmd -N`), both on this host
+
+
+def slurm_multi_ready() -> str | None:
+    """None when Slurm has a partition `multi` with two nodes up, else why not."""
+    why = slurm_ready()
+    if why:
+        return why
+    # one state a node; `-t idle` would count drained nodes too (DRAIN is a flag on IDLE)
+    res = subprocess.run(
+        ["sinfo", "-h", "-p", "multi", "-N", "-o", "%T"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    up = sum(state in ("idle", "mixed", "allocated") for state in res.stdout.split())
+    if up < 2:
+        return (
+            "no Slurm partition `multi` with 2 nodes up (launch/ci_slurm_setup.sh starts one "
+            f"of two emulated nodes; sinfo -p multi: {' '.join(res.stdout.split()) or res.stderr.strip()})"
+        )
+    return None
+
+
+# every trainer process records where it ran and whether the process group spans both
+# machines (the sum of the machine ranks over all processes: 0 + 1)
+NODE_PROBE = """
+import json
+import os
+
+import torch
+import torch.distributed as dist
+from acchooks import HOOKS, Hook
+
+KEYS = ("SLURMD_NODENAME", "SLURM_NODEID", "GROUP_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR")
+
+
+@HOOKS.register_module()
+class NodeProbe(Hook):  # test-only
+    def before_run(self, runner):
+        probe = {k: os.environ.get(k) for k in KEYS}
+        t = torch.tensor([float(os.environ["GROUP_RANK"])])
+        dist.all_reduce(t)
+        probe["world_size"] = dist.get_world_size()
+        probe["machine_rank_sum"] = t.item()
+        with open(os.path.join(runner.work_dir, f"probe-{probe['RANK']}.json"), "w") as f:
+            json.dump(probe, f)
+"""
+
+
+@pytest.mark.slow
+def test_slurm_multi_node_job_trains_on_two_nodes(tmp_path):
+    why = slurm_multi_ready()
+    if why:
+        pytest.skip(why)
+    work = tmp_path / "work"
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "node_probe.py").write_text(NODE_PROBE)
+    e = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}",
+        "ACCHOOKS_ROOT": str(ROOT),
+        "ACCELERATE": ACCELERATE,
+        "CONFIG": str(TINY),
+        "WORK_DIR": str(work),
+        "GPUS": "0",
+        "NPROC": "1",  # one process per node
+        "MAIN_PORT": str(free_port()),
+        "OMP_NUM_THREADS": "1",
+        "OMP_WAIT_POLICY": "PASSIVE",
+    }
+    cmd = [
+        "sbatch",
+        "--parsable",
+        "--partition=multi",
+        "--nodes=2",
+        "--cpus-per-task=1",
+        str(LAUNCH / "slurm_multi_node.sh"),
+        "--cfg-options",
+        "data.samples_per_gpu=8",
+        "runner.max_epochs=2",
+        "custom_imports={'imports': ['node_probe']}",
+        "custom_hooks=[{'type': 'NodeProbe'}]",
+    ]
+    res = subprocess.run(cmd, cwd=tmp_path, env=e, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    job_id = res.stdout.strip().split(";")[0]
+    info = wait_job(job_id)
+    log = (tmp_path / "logs" / f"acchooks-{job_id}.out").read_text()
+    assert (info["JobState"], info["ExitCode"], info["NumNodes"]) == ("COMPLETED", "0:0", "2"), log
+    assert info["NodeList"] == "n[1-2]", info
+    assert f"acchooks: job {job_id} (restart 0 of at most 5)" in log
+    assert "Epoch [2][4/4]" in log and "trainer exited with status 0" in log
+    # one process per machine, machine rank = SLURM_NODEID, rendezvous at the first node
+    probes = [json.loads(p.read_text()) for p in sorted(work.glob("probe-*.json"))]
+    node = [(p["SLURMD_NODENAME"], p["SLURM_NODEID"], p["GROUP_RANK"], p["RANK"]) for p in probes]
+    assert node == [("n1", "0", "0", "0"), ("n2", "1", "1", "1")], probes
+    for p in probes:
+        assert (p["WORLD_SIZE"], p["MASTER_ADDR"], p["world_size"]) == ("2", "n1", 2), p
+        assert p["machine_rank_sum"] == 1.0, p  # one process group over both machines
+    info = env_info(work)
+    assert (info["distributed_type"], info["num_processes"]) == ("DistributedType.MULTI_CPU", 2)
+    assert (work / "latest").read_text().strip().endswith("epoch_2")
+    loads_into_timm(work / "epoch_2")
