@@ -63,13 +63,14 @@ class IterTimerHook(Hook):
     def after_train_iter(self, runner: Runner) -> None:
         now = time.perf_counter()
         dt = now - self.t
-        buf = runner.log_buffer
-        buf.update({"data_time": self.t_data, "time": dt})
+        add = runner.log_buffer.add  # one value each: no dict built per iteration
+        add("data_time", self.t_data)
+        add("time", dt)
         n = runner.outputs.get("num_samples")
         if n is None:
             n = batch_size(runner.data_batch)
         if n and dt > 0:
-            buf.update({"samples/s": n * self.num_processes / dt}, dt)
+            add("samples/s", n * self.num_processes / dt, dt)
         self.t = now
 
     after_val_iter = after_train_iter

@@ -47,6 +47,7 @@ class _ParamSchedulerHook(Hook):
     _value_key = ""  # the group key the base value is remembered under, as in mmcv
     default_warmup_ratio = 0.1
     policy_name: str | None = None  # fixed by the per-policy subclasses
+    _last_key: tuple | None = None  # (schedule point, optimizer) last applied
 
     def __init__(
         self,
@@ -251,7 +252,7 @@ class _ParamSchedulerHook(Hook):
             runner.epoch if self.by_epoch and self.warmup is None else (count, runner.epoch),
             id(runner.optimizer),
         )
-        if key == getattr(self, "_last_key", None):
+        if key == self._last_key:
             return
         if by_iter:
             per_epoch, total = runner.epoch_length, runner.max_iters

@@ -80,6 +80,16 @@ class LogBuffer:
                 h.append(v)
                 nh[k].append(count)
 
+    def add(self, key: str, value: Any, count: int = 1) -> None:
+        """``update({key: value}, count)`` for one value, without building the dict (the
+        hooks' per-iteration path)."""
+        h = self.val_history.get(key)
+        if h is None:
+            self.val_history[key], self.n_history[key] = [value], [count]
+        else:
+            h.append(value)
+            self.n_history[key].append(count)
+
     def clear(self) -> None:
         self.val_history.clear()
         self.n_history.clear()

@@ -74,14 +74,14 @@ class LoggerHook(Hook):
             self.log(runner, self.record(runner, rec))
 
     def after_train_iter(self, runner: Runner) -> None:
-        due = (
-            self.every_n_inner_iters(runner, self.interval)
-            if self.by_epoch and runner.by_epoch
-            else self.every_n_iters(runner, self.interval)
-        )
-        if due or (not self.ignore_last and runner.by_epoch and self.end_of_epoch(runner)):
-            runner.log_buffer.average(self.interval, mode="train")
-        if runner.log_buffer.records:
+        # every_n_inner_iters / every_n_iters inlined: this runs every iteration
+        buf, n = runner.log_buffer, self.interval
+        i = runner.inner_iter if self.by_epoch and runner.by_epoch else runner.iter
+        if (n > 0 and (i + 1) % n == 0) or (
+            not self.ignore_last and runner.by_epoch and self.end_of_epoch(runner)
+        ):
+            buf.average(self.interval, mode="train")
+        if buf.records:
             self._emit(runner)
 
     def after_train_epoch(self, runner: Runner) -> None:
