@@ -17,7 +17,8 @@ min-max, ratios to torch.save/torch.load, bytes on disk).
 
 ``--loop`` adds the rows of :mod:`checkpoint_loop` (the synchronous durable save next to
 ``async_save=True`` inside a real training loop: stall per save, write time, steps/s) under
-``"loop"``; ``--loop-only`` runs just those and writes ``results/checkpoint_loop.json``.
+``"loop"``; ``--loop-only`` runs just those and replaces the ``"loop"`` rows of ``--out``
+(keeping the other rows).
 """
 
 from __future__ import annotations
@@ -55,6 +56,19 @@ def _bytes(p: Path) -> int:
     )
 
 
+def _update_loop(out: str, loop: dict) -> None:
+    """``--loop-only``: replace the ``"loop"`` rows of ``out``, keeping its other rows."""
+    data = {"model": "resnet50"}
+    if os.path.isfile(out):
+        with open(out) as fh:
+            data = json.load(fh)
+    data["loop"] = loop
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    with open(out, "w") as fh:
+        json.dump(data, fh, indent=1)
+    print(f"updated the loop rows of {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="resnet50")
@@ -68,9 +82,9 @@ def main() -> None:
     )
     ap.add_argument("--loop", action="store_true", help="add the training-loop rows")
     ap.add_argument("--loop-only", action="store_true", help="only the training-loop rows")
-    ap.add_argument("--every", type=int, default=10, help="loop rows: save every N iters")
-    ap.add_argument("--iters", type=int, default=40, help="loop rows: iterations per run")
-    ap.add_argument("--rounds", type=int, default=2, help="loop rows: interleaved rounds")
+    ap.add_argument("--every", type=int, default=20, help="loop rows: save every N iters")
+    ap.add_argument("--iters", type=int, default=100, help="loop rows: iterations per run")
+    ap.add_argument("--rounds", type=int, default=3, help="loop rows: interleaved rounds")
     args = ap.parse_args()
     loop = None
     if args.loop or args.loop_only:
@@ -78,11 +92,7 @@ def main() -> None:
 
         loop = loop_rows(args.every, args.iters, args.rounds)
     if args.loop_only:
-        out = os.path.join(os.path.dirname(args.out), "checkpoint_loop.json")
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        with open(out, "w") as fh:
-            json.dump({"model": "resnet50", "loop": loop}, fh, indent=1)
-        print(f"wrote {out}")
+        _update_loop(args.out, loop)
         return
 
     torch.manual_seed(0)

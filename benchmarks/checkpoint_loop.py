@@ -6,16 +6,24 @@
 The acchooks Runner trains timm's resnet50 (pretrained=False) with SGD momentum and an
 EMAHook on generated 32 px Shapes images, an IterBasedRunner, saving every ``--every``
 iterations (fsync + xxh3_128, max_keep_ckpts=1); the same run without checkpoints is the
-baseline. Three runs (none, sync, async) are interleaved ``--rounds`` times. Per save:
+baseline. Three runs (none, sync, async) are interleaved ``--rounds`` times, rotating which
+goes first. Per save:
 
 * stall: from the CheckpointHook's call to the next iteration starting, minus the same gap
   on an iteration without a save (the other hooks' share);
-* write: the synchronous save's stall, or the background write from submit to commit;
-* steps/s of each run (the first ``--every`` iterations, warm-up, are not counted).
+* write: the synchronous save's stall, or the background write from submit to commit (and
+  the writer thread's CPU time);
+* steps/s of each run over whole save periods, iterations ``every`` to the last multiple of
+  ``every``: each mode pays for the same number of saves there (a synchronous save's stall
+  at the end of a period, a background write in the period after its save point). The
+  defaults (every 20 of 100 iterations) make the synchronous run lose >= 10% here; the
+  ratios to the run without saves are also given per round (same round, so the same
+  machine load), median and min-max.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -75,25 +83,35 @@ def _run(mode: str, every: int, iters: int, work: str) -> dict[str, Any]:
     )
     runner = run_config(cfg)
     probe = next(h for h in runner.hooks.hooks if isinstance(h, SaveStallProbe))
-    starts = probe.starts[every:]
+    end = every * ((len(probe.starts) - 1) // every)  # whole save periods (docstring)
+    starts = probe.starts[every : end + 1]
     bg = runner.checkpointer.background
     return {
         "steps_per_s": (len(starts) - 1) / (starts[-1] - starts[0]),
         "save_gaps": probe.gaps.get(True, []),
         "other_gaps": probe.gaps.get(False, []),
         "writes": list(bg.write_seconds) if bg is not None else [],
+        "write_cpu": list(bg.write_cpu_seconds) if bg is not None else [],
         "snapshot_bytes": bg.snapshot.nbytes if bg is not None else 0,
     }
 
 
-def loop_rows(every: int = 10, iters: int = 40, rounds: int = 2) -> dict[str, Any]:
+def _spread(xs: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
+
+
+def loop_rows(every: int = 20, iters: int = 100, rounds: int = 3) -> dict[str, Any]:
     """Run the comparison; returns the rows (medians over every save of every round)."""
+    if iters < 2 * every + 1:
+        raise SystemExit(f"--iters must be at least 2 * --every + 1 (got {iters}, {every})")
     got: dict[str, list[dict]] = {"none": [], "sync": [], "async": []}
     modes = list(got)
+    load = [os.getloadavg()[0]]
     for r in range(rounds):
         for mode in modes[r % 3 :] + modes[: r % 3]:
             with tempfile.TemporaryDirectory(prefix="acchooks-loop-") as work:
                 got[mode].append(_run(mode, every, iters, work))
+            load.append(os.getloadavg()[0])
 
     def med(mode: str, key: str) -> float:
         return statistics.median(x for run in got[mode] for x in run[key])
@@ -101,6 +119,10 @@ def loop_rows(every: int = 10, iters: int = 40, rounds: int = 2) -> dict[str, An
     other = med("none", "other_gaps")
     stall = {m: med(m, "save_gaps") - other for m in ("sync", "async")}
     steps = {m: statistics.median(run["steps_per_s"] for run in got[m]) for m in got}
+    paired = {  # per round: the same round's run without saves as the base
+        m: [a["steps_per_s"] / b["steps_per_s"] for a, b in zip(got[m], got["none"], strict=True)]
+        for m in ("sync", "async")
+    }
     rows = {
         "every": every,
         "iters": iters,
@@ -109,18 +131,34 @@ def loop_rows(every: int = 10, iters: int = 40, rounds: int = 2) -> dict[str, An
         "stall_async_vs_sync": stall["async"] / stall["sync"],
         "write_s": {"sync": stall["sync"], "async": med("async", "writes")},
         "write_async_vs_sync": med("async", "writes") / stall["sync"],
+        "write_cpu_s": {"async": med("async", "write_cpu")},
         "steps_per_s": steps,
+        "steps_per_s_runs": {m: _spread([run["steps_per_s"] for run in got[m]]) for m in got},
         "steps_vs_no_save": {m: steps[m] / steps["none"] for m in ("sync", "async")},
+        "steps_vs_no_save_per_round": {m: _spread(v) for m, v in paired.items()},
         "snapshot_bytes": got["async"][0]["snapshot_bytes"],
+        "load_avg_1min": _spread(load),
+        "cpus": os.cpu_count(),
     }
-    print(
-        f"in a training loop (resnet50 + SGD momentum + EMA, save every {every} of {iters} "
-        f"iters, {rounds} rounds): stall per save sync {stall['sync']:.3f} s, async "
-        f"{stall['async']:.3f} s (x{rows['stall_async_vs_sync']:.2f}); write sync "
-        f"{stall['sync']:.3f} s, async in the background {rows['write_s']['async']:.3f} s "
-        f"(x{rows['write_async_vs_sync']:.2f}); steps/s none {steps['none']:.2f}, sync "
-        f"{steps['sync']:.2f} (x{rows['steps_vs_no_save']['sync']:.3f}), async "
-        f"{steps['async']:.2f} (x{rows['steps_vs_no_save']['async']:.3f}); snapshot buffers "
-        f"{rows['snapshot_bytes'] / 1e6:.0f} MB"
-    )
+    _print(rows)
     return rows
+
+
+def _print(rows: dict[str, Any]) -> None:
+    stall, steps, pr = rows["stall_s"], rows["steps_per_s"], rows["steps_vs_no_save_per_round"]
+    la = rows["load_avg_1min"]
+    print(
+        f"in a training loop (resnet50 + SGD momentum + EMA, save every {rows['every']} of "
+        f"{rows['iters']} iters, {rows['rounds']} rounds; 1-min load average "
+        f"{la['median']:.1f} [{la['min']:.1f}-{la['max']:.1f}] on {rows['cpus']} CPUs):\n"
+        f"  stall per save sync {stall['sync']:.3f} s, async {stall['async']:.3f} s "
+        f"(x{rows['stall_async_vs_sync']:.2f})\n"
+        f"  write sync {stall['sync']:.3f} s, async in the background "
+        f"{rows['write_s']['async']:.3f} s (x{rows['write_async_vs_sync']:.2f}; writer CPU "
+        f"{rows['write_cpu_s']['async']:.3f} s)\n"
+        f"  steps/s none {steps['none']:.2f}, sync {steps['sync']:.2f}, async "
+        f"{steps['async']:.2f}; vs none per round: sync x{pr['sync']['median']:.3f} "
+        f"[{pr['sync']['min']:.3f}-{pr['sync']['max']:.3f}], async "
+        f"x{pr['async']['median']:.3f} [{pr['async']['min']:.3f}-{pr['async']['max']:.3f}]\n"
+        f"  snapshot buffers {rows['snapshot_bytes'] / 1e6:.0f} MB"
+    )

@@ -300,3 +300,27 @@ def test_async_save_option_is_checked_before_the_run(tmp_path, option, pattern):
     with pytest.raises(ConfigError, match=pattern):
         run_config(cfg)
     assert not list(tmp_path.glob("epoch_*"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_writer_thread_runs_nicer_than_training(tmp_path):
+    """The background write yields the CPU to training (nice), the training thread keeps
+    its priority, and the writer's times are recorded."""
+    import threading
+
+    from acchooks.runner.async_save import WRITER_NICE, BackgroundSaver
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)  # Linux: the calling thread's nice
+    seen = {}
+
+    def job() -> bool:
+        seen["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        return True
+
+    saver = BackgroundSaver()
+    saver.submit("iter_1", str(tmp_path / "iter_1"), job)
+    assert saver.outcome(block=True) == {"finite": True}
+    assert saver.close() is None
+    assert seen["nice"] == min(19, base + WRITER_NICE) > base or base == 19
+    assert os.getpriority(os.PRIO_PROCESS, 0) == base
+    assert len(saver.write_seconds) == len(saver.write_cpu_seconds) == 1
