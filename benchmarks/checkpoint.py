@@ -11,7 +11,9 @@ the bare format: the same model and flattened optimizer tensors written with pla
 staging directory, manifest, optimizer JSON or checks). Every method saves to a fresh
 directory and loads back into the live model and optimizer; methods are interleaved rep by
 rep (rotating which goes first) after warm-up, so machine noise hits all alike. Loads read
-what was just written, i.e. from the page cache. torch.save/torch.load (weights_only=True),
+what was just written: from the page cache for the baselines, from the disk for acchooks
+where its writer used ``O_DIRECT`` (which leaves nothing in the page cache; run with
+``ACCHOOKS_DIRECT_IO=0`` to compare page cache to page cache). torch.save/torch.load (weights_only=True),
 Accelerate and bare safetensors never fsync. Prints a table and writes JSON (medians,
 min-max, ratios to torch.save/torch.load, bytes on disk).
 
