@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..config.checks import boolean, number_in, one_of, optional, positive_int, problems_of
 from ..errors import ConfigError
 from ..registry import HOOKS
 from ..schedules import check_policy_args, policy_key, registry_for
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 
 WARMUPS = ("constant", "linear", "exp")
 UNITS = ("step", "iter")
+_UNIT = one_of(UNITS).noted("'step': optimizer steps; 'iter': train iterations, as mmcv")
+_WARMUP = optional(one_of(WARMUPS))
 _OWN = (
     "policy",
     "by_epoch",
@@ -129,34 +132,29 @@ class _ParamSchedulerHook(Hook):
             return problems
         spec = registry_for(cls._config_key).get(policy_key(policy)).spec
         by_epoch = args.get("by_epoch")
-        if args.get("unit", "step") not in UNITS:
-            problems.append(
-                f"{path}.unit: expected 'step' (optimizer steps) or 'iter' (train "
-                f"iterations, mmcv's), got {args['unit']!r}"
-            )
-        if by_epoch is not None and not isinstance(by_epoch, bool):
-            problems.append(f"{path}.by_epoch: expected True or False, got {by_epoch!r}")
+        problems += problems_of(
+            (_UNIT, args.get("unit", "step"), f"{path}.unit"),
+            (optional(boolean), by_epoch, f"{path}.by_epoch"),
+        )
         if spec.iter_only and by_epoch:
             problems.append(
                 f"{path}.by_epoch: policy '{policy}' only supports by_epoch=False "
                 f"(as in mmcv); remove by_epoch"
             )
-        warmup = args.get("warmup")
-        if warmup is not None:
-            if warmup not in WARMUPS:
-                problems.append(
-                    f"{path}.warmup: '{warmup}' is not a supported type for warming "
-                    f"up; use one of {', '.join(WARMUPS)} or None"
-                )
-            iters = args.get("warmup_iters", 0)
-            if not isinstance(iters, int) or isinstance(iters, bool) or iters <= 0:
-                problems.append(
-                    f"{path}.warmup_iters: must be a positive integer when warmup "
-                    f"is set, got {iters!r}"
-                )
-            ratio = args.get("warmup_ratio", cls.default_warmup_ratio)
-            if not isinstance(ratio, (int, float)) or not 0 < ratio <= 1.0:
-                problems.append(f"{path}.warmup_ratio: must be in (0, 1], got {ratio!r}")
+        if args.get("warmup") is not None:
+            problems += problems_of(
+                (_WARMUP, args["warmup"], f"{path}.warmup"),
+                (
+                    positive_int.noted("when warmup is set"),
+                    args.get("warmup_iters", 0),
+                    f"{path}.warmup_iters",
+                ),
+                (
+                    number_in(0, 1, low_open=True),
+                    args.get("warmup_ratio", cls.default_warmup_ratio),
+                    f"{path}.warmup_ratio",
+                ),
+            )
         return problems
 
     @classmethod

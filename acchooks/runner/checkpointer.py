@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import os
 import os.path as osp
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,12 +44,11 @@ from ..errors import NonFiniteError
 from .async_save import BackgroundSaver, CheckpointSaveError, failure_message
 from .nonfinite import ended_nonfinite, has_nonfinite_parameters, last_good, nonfinite_tensors
 from .resume import all_agree, apply_resumable, main_says, read_resumable
+from .retention import protected, rotate
 from .save_parts import collect
 
 if TYPE_CHECKING:
     from .runner import Runner
-
-_NUMBERED = re.compile(r"([A-Za-z]+)_\d+")
 
 
 def checkpoint_dir(work_dir: str, out_dir: str | None) -> str:
@@ -107,7 +105,7 @@ class Checkpointer:
         self.settle(block=True)  # not while a background save rotates
         runner = self._runner
         if runner.is_main_process and osp.exists(path):
-            if Path(osp.realpath(path)) in self._protected(osp.dirname(path), []):
+            if Path(osp.realpath(path)) in protected(osp.dirname(path), []):
                 runner.logger.warning(f"not removing {path}: the latest pointer names it")
             else:
                 ckpt_io.remove_checkpoint(path)
@@ -132,45 +130,8 @@ class Checkpointer:
         deadlock); a collective."""
         self.settle(block=True)
         if self._runner.is_main_process:
-            self._rotate(saved, keep)
+            rotate(saved, keep, self._runner.logger)
         self._runner.accelerator.wait_for_everyone()
-
-    def _rotate(self, saved: str, keep: int) -> None:
-        """:meth:`retain`'s work, on the main process only (no collective)."""
-        m = _NUMBERED.fullmatch(osp.basename(saved))
-        if m and keep > 0:
-            root = osp.dirname(saved)
-            found = [
-                p for _, p in ckpt_io.list_checkpoints(root, m.group(1)) if osp.basename(p) != m[0]
-            ]
-            doomed = found[: max(len(found) - (keep - 1), 0)]
-            kept = self._protected(root, [Path(saved), *reversed(found)])
-            for p in doomed:
-                if Path(osp.realpath(p)) in kept:
-                    self._runner.logger.warning(
-                        f"keeping {p.name} beyond max_keep_ckpts={keep}: it is the newest "
-                        "checkpoint with finite weights (what latest names)"
-                    )
-                else:
-                    ckpt_io.remove_checkpoint(p)
-
-    def _protected(self, root: str, newest_first: list[Path]) -> set[Path]:
-        """What retention must not remove (real paths): the checkpoint ``latest`` names,
-        and the newest of ``newest_first`` whose manifest verifies and records finite
-        weights."""
-        kept = set()
-        pointed = ckpt_io.read_latest_pointer(root)
-        if pointed is not None:
-            kept.add(Path(osp.realpath(pointed)))
-        for p in newest_first:
-            try:
-                manifest = ckpt_io.verify_checkpoint(p, "none")
-            except ckpt_io.CheckpointError:
-                continue
-            if not ckpt_io.nonfinite_weights(manifest):
-                kept.add(Path(osp.realpath(p)))
-                break
-        return kept
 
     # ---------------------------------------------------------------- save
     def save(
@@ -230,7 +191,7 @@ class Checkpointer:
         if finite and latest:
             ckpt_io.update_latest_pointer(root, path)
         if keep > 0:
-            self._rotate(path, keep)
+            rotate(path, keep, self._runner.logger)
         done = f"{name} ({parts['state']['counters']['iter']} iters)"
         msg = f"Saved checkpoint {done} in the background" if bg else f"Saving checkpoint at {done}"
         self._runner.logger.info(msg)
