@@ -84,7 +84,7 @@ def main() -> None:
     )
     ap.add_argument("--loop", action="store_true", help="add the training-loop rows")
     ap.add_argument("--loop-only", action="store_true", help="only the training-loop rows")
-    ap.add_argument("--every", type=int, default=20, help="loop rows: save every N iters")
+    ap.add_argument("--every", type=int, default=15, help="loop rows: save every N iters")
     ap.add_argument("--iters", type=int, default=140, help="loop rows: iterations per run")
     ap.add_argument("--rounds", type=int, default=3, help="loop rows: interleaved rounds")
     args = ap.parse_args()

@@ -19,9 +19,17 @@ goes first. Per save:
   the period after its save point). The first save is left out of this window and
   reported on its own ("first save"): for ``async_save`` it allocates and first touches
   the snapshot buffers (283 MB here; on a fresh VM that alone took up to ~1 s), once per
-  run. The defaults (every 20 of 140 iterations) make the synchronous run lose >= 10%
+  run. The defaults (every 15 of 140 iterations) make the synchronous run lose >= 10%
   here; the ratios to the run without saves are also given per round (same round, so the
   same machine load), median and min-max.
+
+Separate runs differ by up to ~10% in steps/s on a small VM (memory layout, neighbours), more
+than the effect measured. So steps/s are also measured **within one run** ("rotated"): one
+IterBasedRunner saves every ``every`` iterations and a hook switches the mode of each save
+point in turn (none: the CheckpointHook skips it; sync; async), waiting for a background save
+before switching; each save period's steps/s (from a save point to the next) counts for the
+mode of the save that starts it. The first 6 periods are warm-up (the first async save
+allocates the snapshot buffers).
 """
 
 from __future__ import annotations
@@ -54,8 +62,69 @@ class SaveStallProbe(Hook):
         self._t = time.perf_counter()
 
 
-def _run(mode: str, every: int, iters: int, work: str) -> dict[str, Any]:
-    from acchooks.testing import run_config, tiny_config
+MODES = ("none", "sync", "async")
+
+
+@HOOKS.register_module()
+class SaveModeRotator(Hook):
+    """Switches each save point's mode in turn (see the module docstring); runs before the
+    CheckpointHook (priority 45 < NORMAL) so that the switch applies to this save point."""
+
+    def __init__(self, every: int, warmup_periods: int = 6):
+        self.every, self.warmup, self.k, self.t = every, warmup_periods, 0, None
+        self.steps_per_s: dict[str, list[float]] = {m: [] for m in MODES}
+        self.mode = "none"
+
+    def after_train_iter(self, runner: Any) -> None:
+        if (runner.iter + 1) % self.every:
+            return
+        now = time.perf_counter()
+        if self.t is not None and self.k > self.warmup:
+            self.steps_per_s[self.mode].append(self.every / (now - self.t))
+        from acchooks.hooks.checkpoint import CheckpointHook
+        from acchooks.runner.async_save import BackgroundSaver
+
+        ck = runner.checkpointer
+        ck.settle(block=True)  # the previous background save is committed
+        if not hasattr(self, "_saver"):
+            self._saver = ck.background or BackgroundSaver()
+        self.mode = MODES[self.k % len(MODES)]
+        self.k += 1
+        ck.background = self._saver if self.mode == "async" else None
+        for hook in runner.hooks.find(CheckpointHook):
+            hook.interval = 10**9 if self.mode == "none" else self.every
+        self.t = now
+
+
+def rotated_rows(every: int = 15, periods: int = 10) -> dict[str, Any]:
+    """steps/s of each mode within one run, ``periods`` save periods each after warm-up."""
+    from acchooks.testing import run_config
+
+    # save points 1..7 start the warm-up periods; 3 * periods measured ones follow
+    iters = every * (len(MODES) * periods + 7) + 1
+    with tempfile.TemporaryDirectory(prefix="acchooks-loop-") as work:
+        runner = run_config(
+            _config(
+                work,
+                every,
+                iters,
+                "async",
+                [dict(type="SaveModeRotator", every=every, priority=45)],
+            )
+        )
+    rot = next(h for h in runner.hooks.hooks if isinstance(h, SaveModeRotator))
+    sps = rot.steps_per_s
+    base = statistics.median(sps["none"])
+    return {
+        "every": every,
+        "periods_per_mode": {m: len(v) for m, v in sps.items()},
+        "steps_per_s": {m: _spread(v) for m, v in sps.items()},
+        "steps_vs_no_save": {m: statistics.median(sps[m]) / base for m in ("sync", "async")},
+    }
+
+
+def _config(work: str, every: int, iters: int, mode: str, hooks: list) -> Any:
+    from acchooks.testing import tiny_config
 
     ckpt = (
         dict(interval=-1, save_last=False)
@@ -68,22 +137,22 @@ def _run(mode: str, every: int, iters: int, work: str) -> dict[str, Any]:
             async_save=mode == "async",
         )
     )
-    cfg = tiny_config(
+    return tiny_config(
         work,
         model=dict(model_name="resnet50"),
-        data=dict(
-            samples_per_gpu=4,
-            train=dict(num_samples=4 * iters, img_size=32),
-        ),
+        data=dict(samples_per_gpu=4, train=dict(num_samples=4 * iters, img_size=32)),
         runner=dict(_delete_=True, type="IterBasedRunner", max_iters=iters),
         checkpoint_config=ckpt,
         log_config=dict(interval=10**6, hooks=[]),
         hook_timing=dict(enable=False),
-        custom_hooks=[
-            dict(type="EMAHook", momentum=0.001),
-            dict(type="SaveStallProbe", every=every, priority=49),
-        ],
+        custom_hooks=[dict(type="EMAHook", momentum=0.001), *hooks],
     )
+
+
+def _run(mode: str, every: int, iters: int, work: str) -> dict[str, Any]:
+    from acchooks.testing import run_config
+
+    cfg = _config(work, every, iters, mode, [dict(type="SaveStallProbe", every=every, priority=49)])
     runner = run_config(cfg)
     probe = next(h for h in runner.hooks.hooks if isinstance(h, SaveStallProbe))
     end = every * ((len(probe.starts) - 1) // every)  # whole save periods (docstring)
@@ -104,7 +173,7 @@ def _spread(xs: list[float]) -> dict[str, float]:
     return {"median": statistics.median(xs), "min": min(xs), "max": max(xs)}
 
 
-def loop_rows(every: int = 20, iters: int = 140, rounds: int = 3) -> dict[str, Any]:
+def loop_rows(every: int = 15, iters: int = 140, rounds: int = 3) -> dict[str, Any]:
     """Run the comparison; returns the rows (medians over every save but the first, of
     every round)."""
     if iters < 3 * every + 1:
@@ -150,6 +219,7 @@ def loop_rows(every: int = 20, iters: int = 140, rounds: int = 3) -> dict[str, A
         "load_avg_1min": _spread(load),
         "cpus": os.cpu_count(),
     }
+    rows["rotated"] = rotated_rows(every)
     _print(rows)
     return rows
 
@@ -172,4 +242,13 @@ def _print(rows: dict[str, Any]) -> None:
         f"[{pr['sync']['min']:.3f}-{pr['sync']['max']:.3f}], async "
         f"x{pr['async']['median']:.3f} [{pr['async']['min']:.3f}-{pr['async']['max']:.3f}]\n"
         f"  snapshot buffers {rows['snapshot_bytes'] / 1e6:.0f} MB"
+    )
+    rot = rows["rotated"]
+    sp = rot["steps_per_s"]
+    print(
+        f"  within one run, save modes rotated ({rot['periods_per_mode']['async']} periods of "
+        f"{rot['every']} iters each): steps/s none {sp['none']['median']:.2f} "
+        f"[{sp['none']['min']:.2f}-{sp['none']['max']:.2f}], sync {sp['sync']['median']:.2f} "
+        f"(x{rot['steps_vs_no_save']['sync']:.3f}), async {sp['async']['median']:.2f} "
+        f"(x{rot['steps_vs_no_save']['async']:.3f})"
     )
