@@ -79,6 +79,8 @@ def test_checkpoint_with_nonfinite_weights_is_never_latest(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "checkpoint epoch_2: non-finite values" in res.stdout
     assert (work / "epoch_2" / "manifest.json").exists()  # kept for inspection
+    meta = json.loads((work / "epoch_2" / "manifest.json").read_text())["meta"]
+    assert len(meta["nonfinite_weights"]) == 1, meta  # the poisoned parameter, nothing else
     assert (work / "latest").read_text().strip() == "epoch_1"
     res = subprocess.run(
         [
