@@ -165,3 +165,20 @@ def test_loss_scaler_overflow_skips_the_step_on_cpu(tmp_path):
     assert [r["skipped_steps"] for r in train] == [0, 1, 1, 1]
     # lr steps down after 2 real optimizer steps: at iteration 4, not 3
     assert [r["lr"] for r in train] == [0.01, 0.01, 0.01, pytest.approx(0.001, rel=1e-12)]
+
+
+def test_nonfinite_tensors_names_exactly_the_tensors_with_nan_or_inf():
+    """Large finite values whose sum overflows their own dtype are not taken for inf."""
+    from acchooks.runner.nonfinite import nonfinite_tensors
+
+    state = {
+        "nan32": torch.tensor([1.0, float("nan")]),
+        "ints": torch.tensor([1, 2]),
+        "big16": torch.full((100,), 65504.0).half(),  # sums to inf in float16, all finite
+        "big32": torch.full((3,), 3e38),  # sums past float32's max
+        "inf64": torch.tensor([float("inf")], dtype=torch.float64),
+        "empty": torch.empty(0),
+        "ninf_bf16": torch.tensor([-float("inf"), 1.0]).bfloat16(),
+        "ok": torch.ones(4),
+    }
+    assert nonfinite_tensors(state) == ["nan32", "inf64", "ninf_bf16"]
