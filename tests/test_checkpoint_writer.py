@@ -3,12 +3,39 @@ with ``O_DIRECT`` (where the file system takes it) and with buffered writes."""
 
 from __future__ import annotations
 
+import errno
+import os
+
 import pytest
 import safetensors.torch
 import torch
 
-from acchooks.checkpoint import load_checkpoint, save_checkpoint
+from acchooks.checkpoint import load_checkpoint, save_checkpoint, writer
 from acchooks.checkpoint.writer import ST_METADATA, direct_io_enabled
+
+
+def _takes_o_direct(folder) -> bool:
+    """Whether ``folder``'s file system accepts O_DIRECT (tmpfs does not)."""
+    if not hasattr(os, "O_DIRECT"):
+        return False
+    try:
+        os.close(os.open(folder / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600))
+    except OSError:
+        return False
+    return True
+
+
+def _spy_open_flags(monkeypatch) -> list[int]:
+    """The flags of every ``os.open`` of a ``.safetensors`` file from now on."""
+    flags, real = [], os.open
+
+    def spy(path, fl, *a, **k):
+        if str(path).endswith(".safetensors"):
+            flags.append(fl)
+        return real(path, fl, *a, **k)
+
+    monkeypatch.setattr(os, "open", spy)
+    return flags
 
 
 def _tensors() -> dict[str, torch.Tensor]:
@@ -30,9 +57,15 @@ def _tensors() -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("direct", ["1", "0"])
 def test_files_are_safetensors_bytes(tmp_path, monkeypatch, direct):
     monkeypatch.setenv("ACCHOOKS_DIRECT_IO", direct)
-    assert direct_io_enabled() == (direct == "1" and hasattr(__import__("os"), "O_DIRECT"))
+    assert direct_io_enabled() == (direct == "1" and hasattr(os, "O_DIRECT"))
+    expect_direct = direct == "1" and _takes_o_direct(tmp_path)
+    flags = _spy_open_flags(monkeypatch)
     model = _tensors()
     p = save_checkpoint(tmp_path / "c", model_state=model, tensors={"ema": {"w": model["odd"]}})
+    # the path under test was really taken (a silent fallback would pass the byte checks)
+    assert len(flags) == 2 and all(
+        bool(f & getattr(os, "O_DIRECT", 0)) == expect_direct for f in flags
+    ), flags
     expected = safetensors.torch.save(model, metadata=ST_METADATA)
     assert (p / "model.safetensors").read_bytes() == expected
     assert (p / "ema.safetensors").read_bytes() == safetensors.torch.save(
@@ -53,3 +86,21 @@ def test_direct_and_buffered_writes_agree_on_every_length(tmp_path, monkeypatch)
             p = save_checkpoint(tmp_path / f"c{n}_{direct}", model_state=t)
             files.append((p / "model.safetensors").read_bytes())
         assert files[0] == files[1] == safetensors.torch.save(t, metadata=ST_METADATA), n
+
+
+def test_refused_direct_writes_fall_back_to_buffered(tmp_path, monkeypatch):
+    """A file system that opens with O_DIRECT but refuses its writes (EINVAL): the file is
+    rewritten buffered, with the same bytes and a matching checksum."""
+    if not _takes_o_direct(tmp_path):
+        pytest.skip("this file system does not take O_DIRECT")
+
+    def refuse(fd, block):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(writer, "_write_block", refuse)
+    model = _tensors()
+    p = save_checkpoint(tmp_path / "c", model_state=model)
+    assert (p / "model.safetensors").read_bytes() == safetensors.torch.save(
+        model, metadata=ST_METADATA
+    )
+    load_checkpoint(p)  # the manifest's checksum is the buffered write's
